@@ -1,0 +1,1 @@
+"""lsnet: LSNet and its large-kernel relatives as timm models, with a portable SKA op."""

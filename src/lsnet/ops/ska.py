@@ -1,0 +1,238 @@
+"""Small-kernel aggregation (SKA): input checks, backend choice, autograd, torch.compile and FLOP counting.
+
+    out = ska(x, weight)    # x: (B, C, H, W), weight: (B, C // G, k*k, H, W), odd k
+
+Backends (one op, several implementations):
+  reference  `ska_reference.py`: pure PyTorch shift-and-add; the spec; the export (ONNX/trace) path
+  cpu        `ska_cpu.py` + `ska_cpu.c`: fused C kernels, compiled lazily and cached
+  triton     `ska_triton.py`: GPU kernels (or CPU under TRITON_INTERPRET=1), imported lazily
+"auto" picks triton on CUDA, cpu on CPU, and falls back to reference with a one-line warning when the chosen
+one cannot run. Force one with `LSNET_SKA_BACKEND=<name>` or `set_ska_backend(name)`; a forced backend that
+cannot run raises instead of falling back.
+
+The op is registered as `torch.ops.lsnet.ska` (a `torch.library.custom_op` with a fake kernel and autograd),
+so torch.compile/torch.export see one opaque node, and `torch.utils.flop_counter` counts it as k*k
+multiply-adds per output element.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import torch
+from torch.utils.flop_counter import register_flop_formula
+
+from .ska_reference import ska_reference
+
+__all__ = ["ska", "ska_reference", "set_ska_backend", "get_ska_backend", "ska_backend", "resolve_ska_backend",
+           "BACKENDS"]
+
+_logger = logging.getLogger(__name__)
+BACKENDS = ("auto", "reference", "cpu", "triton")
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_backend_override: str | None = None
+_reported: set[str] = set()
+
+
+def _log_once(level: int, message: str) -> None:
+    if message not in _reported:
+        _reported.add(message)
+        _logger.log(level, message)
+
+
+def set_ska_backend(name: str | None) -> None:
+    """Force a backend for every later call (None or "auto" restores automatic choice)."""
+    global _backend_override
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"ska: unknown backend {name!r}; choose one of {BACKENDS}")
+    _backend_override = None if name in (None, "auto") else name
+
+
+def get_ska_backend() -> str:
+    """The requested backend: the setter's value, else $LSNET_SKA_BACKEND, else "auto"."""
+    if _backend_override is not None:
+        return _backend_override
+    name = os.environ.get("LSNET_SKA_BACKEND", "auto").strip().lower() or "auto"
+    if name not in BACKENDS:
+        raise ValueError(f"ska: LSNET_SKA_BACKEND={name!r} is not a backend; use one of {BACKENDS}")
+    return name
+
+
+@contextlib.contextmanager
+def ska_backend(name: str) -> Iterator[None]:
+    """Context manager form of `set_ska_backend`."""
+    previous = _backend_override
+    set_ska_backend(name)
+    try:
+        yield
+    finally:
+        set_ska_backend(previous)
+
+
+def _triton_runs_on(device: torch.device) -> str | None:
+    """None if the triton backend can run on `device`, else the reason."""
+    try:
+        from . import ska_triton
+    except ImportError as err:
+        return f"triton is not installed ({err}); `pip install triton` or use LSNET_SKA_BACKEND=reference"
+    if device.type == "cuda" or ska_triton.interpreter_enabled():
+        return None
+    return f"triton needs a CUDA tensor (got {device.type}); set TRITON_INTERPRET=1 to run it on CPU for testing"
+
+
+def _cpu_runs_on(device: torch.device) -> str | None:
+    if device.type != "cpu":
+        return f"the cpu backend needs CPU tensors (got {device.type})"
+    from . import ska_cpu
+
+    try:
+        ska_cpu.load_library()
+    except RuntimeError as err:
+        return str(err)
+    return None
+
+
+_AVAILABILITY = {"cpu": _cpu_runs_on, "triton": _triton_runs_on, "reference": lambda device: None}
+
+
+def resolve_ska_backend(device: torch.device) -> str:
+    """The backend that will run for tensors on `device` (raises if a forced backend cannot)."""
+    requested = get_ska_backend()
+    if requested != "auto":
+        reason = _AVAILABILITY[requested](device)
+        if reason is not None:
+            raise RuntimeError(f"ska: backend {requested!r} was requested but cannot run: {reason}")
+        return requested
+    preferred = "triton" if device.type == "cuda" else "cpu" if device.type == "cpu" else "reference"
+    reason = _AVAILABILITY[preferred](device)
+    if reason is None:
+        _log_once(logging.INFO, f"ska: using the {preferred} backend on {device.type}")
+        return preferred
+    _log_once(logging.WARNING, f"ska: falling back to the slow reference backend on {device.type}: {reason}")
+    return "reference"
+
+
+def _check_inputs(x: torch.Tensor, weight: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(f"ska: x and weight must be tensors; got {type(x).__name__} and {type(weight).__name__}")
+    if x.dim() != 4 or weight.dim() != 5:
+        raise ValueError(
+            f"ska: x must be (B, C, H, W) and weight (B, C//G, k*k, H, W); got x {tuple(x.shape)} and weight "
+            f"{tuple(weight.shape)}"
+        )
+    batch, channels, height, width = x.shape
+    if weight.shape[0] != batch or tuple(weight.shape[3:]) != (height, width):
+        raise ValueError(
+            f"ska: weight batch and spatial dims must match x: weight {tuple(weight.shape)} vs x {tuple(x.shape)}; "
+            "weight must be (B, C//G, k*k, H, W)"
+        )
+    taps = weight.shape[2]
+    k = int(round(taps**0.5))
+    if k * k != taps or k % 2 == 0:
+        raise ValueError(f"ska: weight dim 2 must be k*k for an odd k (9, 25, 49, ...); got {taps}")
+    if weight.shape[1] == 0 or channels % weight.shape[1] != 0:
+        raise ValueError(
+            f"ska: x channels ({channels}) must be a multiple of weight channels ({weight.shape[1]}); channel c uses "
+            "weight channel c % (C//G)"
+        )
+    if x.device != weight.device:
+        raise ValueError(f"ska: x and weight must be on the same device; got {x.device} and {weight.device}")
+    if x.dtype not in SUPPORTED_DTYPES or weight.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"ska: dtype must be one of float16/bfloat16/float32/float64; got {x.dtype} and {weight.dtype}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"ska: x and weight must share a dtype; got {x.dtype} and {weight.dtype} (cast one of them)")
+
+
+def _module(name: str):
+    if name == "cpu":
+        from . import ska_cpu
+
+        return ska_cpu
+    from . import ska_triton
+
+    return ska_triton
+
+
+@torch.library.custom_op("lsnet::ska", mutates_args=())
+def _ska_op(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    backend = resolve_ska_backend(x.device)
+    if backend == "reference":
+        return ska_reference(x, weight)
+    return _module(backend).ska_forward(x, weight)
+
+
+@_ska_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("lsnet::ska_backward", mutates_args=())
+def _ska_backward_op(
+    grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool, need_weight: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    backend = resolve_ska_backend(x.device)
+    if backend == "reference":
+        with torch.enable_grad():
+            xr, wr = x.detach().requires_grad_(need_x), weight.detach().requires_grad_(need_weight)
+            inputs = [t for t in (xr, wr) if t.requires_grad]
+            grads = iter(torch.autograd.grad(ska_reference(xr, wr), inputs, grad_out))
+        grad_x = next(grads) if need_x else None
+        grad_w = next(grads) if need_weight else None
+    else:
+        grad_x, grad_w = _module(backend).ska_backward(grad_out, x, weight, need_x, need_weight)
+    # custom ops cannot return None: an empty tensor stands for "not requested"
+    return (grad_x if grad_x is not None else x.new_empty(0), grad_w if grad_w is not None else weight.new_empty(0))
+
+
+@_ska_backward_op.register_fake
+def _(grad_out, x, weight, need_x, need_weight):
+    return (torch.empty_like(x) if need_x else x.new_empty(0), torch.empty_like(weight) if need_weight
+            else weight.new_empty(0))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight = inputs
+    ctx.save_for_backward(x, weight)
+
+
+def _backward(ctx, grad_out):
+    x, weight = ctx.saved_tensors
+    need_x, need_weight = ctx.needs_input_grad
+    grad_x, grad_w = _ska_backward_op(grad_out, x, weight, need_x, need_weight)
+    return (grad_x if need_x else None, grad_w if need_weight else None)
+
+
+_ska_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.lsnet.ska)
+def _ska_flops(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 FLOPs (one multiply-add) per tap per output element, the convention FlopCounterMode uses for conv."""
+    batch, channels, height, width = x_shape
+    return 2 * weight_shape[2] * batch * channels * height * width
+
+
+@register_flop_formula(torch.ops.lsnet.ska_backward)
+def _ska_backward_flops(grad_shape, x_shape, weight_shape, need_x, need_weight, *args, out_shape=None,
+                        **kwargs) -> int:
+    batch, channels, height, width = x_shape
+    return 2 * weight_shape[2] * batch * channels * height * width * (int(need_x) + int(need_weight))
+
+
+def _exporting() -> bool:
+    return torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def ska(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Small-kernel aggregation with interleaved weight sharing.
+
+    x: (B, C, H, W); weight: (B, C // G, k*k, H, W), k odd -> (B, C, H, W).
+    out[b, c, h, w] = sum_{i,j} x[b, c, h+i-k//2, w+j-k//2] * weight[b, c % (C // G), i*k+j, h, w], zero padding.
+    Under TorchScript/ONNX export the standard-op reference runs, so exported graphs need no custom op.
+    """
+    _check_inputs(x, weight)
+    if _exporting():
+        return ska_reference(x, weight)
+    return _ska_op(x, weight)
