@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator
 
@@ -128,8 +129,8 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor) -> None:
             f"ska: weight batch and spatial dims must match x: weight {tuple(weight.shape)} vs x {tuple(x.shape)}; "
             "weight must be (B, C//G, k*k, H, W)"
         )
-    taps = weight.shape[2]
-    k = int(round(taps**0.5))
+    taps = int(weight.shape[2])
+    k = math.isqrt(taps)
     if k * k != taps or k % 2 == 0:
         raise ValueError(f"ska: weight dim 2 must be k*k for an odd k (9, 25, 49, ...); got {taps}")
     if weight.shape[1] == 0 or channels % weight.shape[1] != 0:

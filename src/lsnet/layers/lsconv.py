@@ -1,0 +1,70 @@
+"""LS convolution (LSNet, CVPR 2025, Sec. 3.2): large-kernel perception (LKP) feeding small-kernel aggregation (SKA)."""
+from __future__ import annotations
+
+import torch
+from timm.layers import DropPath
+from torch import nn
+
+from ..ops import ska
+from .conv_bn import ConvBN
+
+
+class LargeKernelPerception(nn.Module):
+    """LKP: see large, then predict a per-pixel k x k aggregation kernel for every group of channels.
+
+    x: (B, dim, H, W) -> weights (B, dim // kernel_groups, small_kernel**2, H, W).
+    1x1 (dim -> dim/2) + ReLU -> large-kernel depthwise conv -> 1x1 + ReLU -> 1x1 to k*k weights per weight
+    channel -> GroupNorm over each weight channel's k*k taps and all pixels. `large_kernel=0` removes the
+    large-kernel depthwise conv (the paper's "w/o LKP" ablation).
+    """
+
+    def __init__(self, dim: int, large_kernel: int = 7, small_kernel: int = 3, kernel_groups: int = 8):
+        super().__init__()
+        if dim % kernel_groups or dim % 2:
+            raise ValueError(f"LKP: dim ({dim}) must be even and divisible by kernel_groups ({kernel_groups})")
+        hidden = dim // 2
+        self.weight_chs = dim // kernel_groups
+        self.small_kernel = small_kernel
+        self.pw_in = ConvBN(dim, hidden)
+        self.act_in = nn.ReLU()
+        self.dw_large = ConvBN(hidden, hidden, large_kernel, groups=hidden) if large_kernel else nn.Identity()
+        self.pw_mid = ConvBN(hidden, hidden)
+        self.act_mid = nn.ReLU()
+        self.to_weights = nn.Conv2d(hidden, small_kernel**2 * self.weight_chs, 1)
+        self.norm = nn.GroupNorm(self.weight_chs, small_kernel**2 * self.weight_chs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_mid(self.pw_mid(self.dw_large(self.act_in(self.pw_in(x)))))
+        weights = self.norm(self.to_weights(x))
+        batch, _, height, width = weights.shape
+        # channel j*k*k + t is tap t of weight channel j
+        return weights.reshape(batch, self.weight_chs, self.small_kernel**2, height, width)
+
+
+class LSConv(nn.Module):
+    """LS convolution with its residual: x + drop_path(BN(SKA(x, LKP(x)))).
+
+    x: (B, dim, H, W) -> (B, dim, H, W). Channel c aggregates with the kernel of weight channel
+    c % (dim // kernel_groups) (interleaved sharing, as in the official Triton kernel).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        large_kernel: int = 7,
+        small_kernel: int = 3,
+        kernel_groups: int = 8,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.lkp = LargeKernelPerception(dim, large_kernel, small_kernel, kernel_groups)
+        self.norm = nn.BatchNorm2d(dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixing branch without residual, and the SKA weights that produced it (for inspection)."""
+        weights = self.lkp(x)
+        return self.norm(ska(x, weights)), weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.aggregate(x)[0])

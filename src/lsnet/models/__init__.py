@@ -1,0 +1,2 @@
+"""Model families; importing this package registers every model in timm."""
+from . import lsnet  # noqa: F401
