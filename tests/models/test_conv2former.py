@@ -1,0 +1,159 @@
+"""Conv2Former: timm contract, official parameter counts and checkpoint layout, isotropic and ablation variants."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from contract import (
+    check_features,
+    check_forward_backward,
+    check_official_checkpoint,
+    check_state_dict_round_trip,
+    count_params,
+    random_official_state_dict,
+    read_manifest,
+)
+
+import lsnet.models.conv2former  # noqa: F401  (registers the models)
+from lsnet.models.conv2former import FUSION_MODES, checkpoint_filter_fn
+
+OFFICIAL = ("conv2former_n", "conv2former_t", "conv2former_s", "conv2former_b", "conv2former_b_22k", "conv2former_l")
+TINY = "conv2former_test"
+TINY_INPUT = (3, 64, 64)
+TINY_ISO = dict(dim=32, depth=3, head_hidden_dim=32, kernel_size=5)  # conv2former_is shrunk for speed
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_param_count_equals_official(name):
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    _, total = read_manifest(name)
+    assert count_params(model) == total
+
+
+@pytest.mark.parametrize("name, paper_m", [("conv2former_is", 23), ("conv2former_ib", 86)])
+def test_isotropic_param_count_near_paper(name, paper_m):
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    assert abs(count_params(model) / 1e6 - paper_m) < 0.5, count_params(model)  # paper Table 7, "1 Conv" rows
+
+
+def test_forward_backward():
+    check_forward_backward(TINY, TINY_INPUT)
+    check_forward_backward(TINY, (3, 72, 56), drop_path_rate=0.1)  # non-default (non-square) size
+    check_forward_backward("conv2former_is", TINY_INPUT, **TINY_ISO)
+    check_forward_backward("conv2former_is", TINY_INPUT, stem_type="conv3", **TINY_ISO)
+
+
+def test_features():
+    check_features(TINY, TINY_INPUT)
+    check_features(TINY, (3, 80, 48), out_indices=(1, 3))
+    check_features("conv2former_is", TINY_INPUT, out_indices=(0, 2), **TINY_ISO)
+
+
+def test_state_dict_round_trip(tmp_path):
+    check_state_dict_round_trip(TINY, TINY_INPUT, tmp_path)
+
+
+def test_head_api():
+    model = timm.create_model(TINY, num_classes=5).eval()
+    x = torch.randn(2, *TINY_INPUT)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, model.num_features, 2, 2)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, model.head_hidden_size)
+    assert model.get_classifier().out_features == 5
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.head_hidden_size)
+    model.reset_classifier(3, "max")
+    assert model(x).shape == (2, 3)
+    model.reset_classifier(0, "")
+    assert model(x).ndim == 4
+
+
+def test_grad_checkpointing_same_output():
+    model = timm.create_model(TINY).eval()
+    x = torch.randn(1, *TINY_INPUT)
+    with torch.no_grad():
+        expected = model(x)
+        model.set_grad_checkpointing(True)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_prune_and_group_matcher():
+    model = timm.create_model(TINY)
+    groups = timm.models.group_parameters(model, model.group_matcher())
+    assert sum(len(g) for g in groups.values()) == len(list(model.parameters()))
+    assert model.prune_intermediate_layers([1]) == [1]
+    assert len(model.stages) == 2 and model.num_features == model.head_hidden_size == 24
+    assert model(torch.randn(1, *TINY_INPUT)).shape == (1, 24, 8, 8)
+
+
+@pytest.mark.parametrize("fusion", FUSION_MODES)
+def test_fusion_modes_run(fusion):
+    check_forward_backward(TINY, TINY_INPUT, fusion=fusion)
+
+
+def test_fusion_modes_differ_and_validate():
+    torch.manual_seed(0)
+    reference = timm.create_model(TINY, layer_scale_init_value=1.0).eval()
+    x = torch.randn(1, *TINY_INPUT)
+    outputs = {}
+    for fusion in FUSION_MODES:
+        model = timm.create_model(TINY, layer_scale_init_value=1.0, fusion=fusion).eval()
+        model.load_state_dict(reference.state_dict())
+        with torch.no_grad():
+            outputs[fusion] = model(x)
+    assert not torch.allclose(outputs["hadamard"], outputs["sum"])
+    assert not torch.allclose(outputs["hadamard"], outputs["sigmoid"])
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        timm.create_model(TINY, fusion="l1")
+
+
+def test_kernel_size_is_an_argument():
+    model = timm.create_model(TINY, kernel_size=13)
+    assert model.stages[0].blocks[0].mixer.a_conv.weight.shape[-2:] == (13, 13)
+    with pytest.raises(ValueError, match="odd"):
+        timm.create_model(TINY, kernel_size=4)
+
+
+def test_official_checkpoint_loads(tmp_path):
+    """Official key layout (manifest) through timm's pretrained path; CheckpointSaver container."""
+    model = check_official_checkpoint("conv2former_n", "conv2former_n", tmp_path, input_size=(3, 64, 64),
+                                      container="state_dict")
+    official = random_official_state_dict("conv2former_n")
+    own = model.state_dict()
+    torch.testing.assert_close(own["stem.conv1.weight"], official["downsample_layers.0.0.weight"])
+    torch.testing.assert_close(own["stages.2.blocks.3.mixer.a_conv.weight"], official["stages.2.3.attn.att.2.weight"])
+    torch.testing.assert_close(own["head.fc.weight"], official["pred.weight"])
+
+
+def test_container_uses_non_ema_entry(tmp_path):
+    state, ema = random_official_state_dict("conv2former_n", seed=0), random_official_state_dict("conv2former_n", 1)
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save({"epoch": 3, "arch": "conv2former_n", "state_dict": state, "state_dict_ema": ema}, path)
+    model = timm.create_model("conv2former_n", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    torch.testing.assert_close(model.state_dict()["head.fc.weight"], state["pred.weight"])
+    ema_model = timm.create_model("conv2former_n", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                                  checkpoint_entry="state_dict_ema")
+    torch.testing.assert_close(ema_model.state_dict()["head.fc.weight"], ema["pred.weight"])
+
+
+def test_kernel_mismatch_is_explained():
+    state = random_official_state_dict("conv2former_n")  # 7x7 kernels
+    with torch.device("meta"):
+        model = timm.create_model("conv2former_n", kernel_size=11)
+    with pytest.raises(ValueError, match="kernel_size=7"):
+        checkpoint_filter_fn(state, model)
+
+
+def test_pretrained_without_file_is_explained():
+    with pytest.raises(RuntimeError, match="pretrained_cfg_overlay=dict\\(file="):
+        timm.create_model(TINY, pretrained=True)
+
+
+def test_default_cfgs():
+    for name in (*OFFICIAL, "conv2former_is", "conv2former_ib", TINY):
+        cfg = timm.models.get_pretrained_cfg(name).to_dict()
+        assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)  # official model cfg (README says ImageNet stats)
+        assert not cfg.get("hf_hub_id") and not cfg.get("url")
+    assert timm.models.get_pretrained_cfg("conv2former_n").to_dict()["classifier"] == "head.fc"
