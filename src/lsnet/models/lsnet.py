@@ -507,7 +507,7 @@ MODEL_ARGS = {
     "lsnet_s": dict(embed_dim=(96, 192, 320, 448), depth=(1, 2, 8, 10), num_heads=(3, 3, 3, 4)),
     "lsnet_b": dict(embed_dim=(128, 256, 384, 512), depth=(4, 6, 8, 10), num_heads=(3, 3, 3, 4)),
     # tiny, for fast tests of the whole contract: every block type appears once
-    "lsnet_test": dict(embed_dim=(16, 32, 48, 64), depth=(1, 2, 1, 2), num_heads=(1, 1, 1, 2), img_size=64),
+    "lsnet_test": dict(embed_dim=(16, 32, 48, 64), depth=(1, 2, 1, 2), num_heads=(1, 1, 1, 2), img_size=128),
 }
 
 
