@@ -6,6 +6,8 @@ import time
 import pytest
 import timm
 import torch
+from timm.utils import reparameterize_model
+
 from contract import (
     check_features,
     check_forward_backward,
@@ -17,8 +19,6 @@ from contract import (
     randomize_batchnorm,
     read_manifest,
 )
-from timm.utils import reparameterize_model
-
 from lsnet.deploy import fuse, is_fused
 from lsnet.models.lsnet import checkpoint_filter_fn, relative_offset_index
 

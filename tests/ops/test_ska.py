@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lsnet.ops import ska, ska_backend, ska_reference
-from lsnet.ops import ska_cpu
+from lsnet.ops import ska, ska_backend, ska_cpu, ska_reference
 
 # (B, C, H, W, weight channels, k): batch 1, odd sizes, H or W = 1, C/CW not a power of two, k = 5
 SHAPES = [

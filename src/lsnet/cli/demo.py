@@ -47,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
                 times.append(time.perf_counter() - start)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         fused_params = sum(p.numel() for p in fused.parameters()) / 1e6
-        print(f"{name:<20}{params:>12.3f}{fused_params:>11.3f}{diff:>14.2e}{args.batch / statistics.median(times):>10.1f}")
+        throughput = args.batch / statistics.median(times)
+        print(f"{name:<20}{params:>12.3f}{fused_params:>11.3f}{diff:>14.2e}{throughput:>10.1f}")
     return 0
