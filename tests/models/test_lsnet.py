@@ -291,3 +291,11 @@ def test_bad_input_errors(x, error, match):
         model(x)
     with pytest.raises(error, match=match):
         model.forward_intermediates(x)
+
+
+def test_macs_match_the_official_count():
+    """Fused LSNet-T: 0.317 GMACs in the official fvcore count (SKA as a 3x3 depthwise conv)."""
+    from lsnet.analysis.flops import count_macs
+
+    macs = count_macs(fuse(timm.create_model("lsnet_t")), (3, 224, 224))
+    assert abs(macs / 1e9 - 0.317) < 0.005

@@ -1,0 +1,1 @@
+"""Analysis tools: FLOPs/MACs, effective receptive fields, aggregation-weight maps."""
