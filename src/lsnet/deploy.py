@@ -1,7 +1,8 @@
-"""Deployment: fold every fusable layer of a model for inference.
+"""Deployment: fold every fusable layer of a model for inference, and export it.
 
-    from lsnet.deploy import fuse
-    fused = fuse(model)          # a fused copy in eval mode; model is untouched
+    from lsnet.deploy import fuse, export_onnx
+    fused = fuse(model)                                   # a fused copy in eval mode; model is untouched
+    print(export_onnx(fused, 'lsnet_t.onnx', (3, 224, 224)))   # checks onnxruntime against torch
 
 Folds Conv-BN pairs into biased convs, BN-Linear heads into Linear, and RepVGG-DW branches (3x3 + 1x1 +
 identity) into one 3x3 depthwise conv, through the same `fuse()` hooks that `timm.utils.reparameterize_model`
@@ -10,11 +11,15 @@ walks, so either entry point gives the same model. Fusing an already-fused model
 from __future__ import annotations
 
 import copy
+import os
+import warnings
+from dataclasses import dataclass
 
+import torch
 from timm.utils import reparameterize_model
 from torch import nn
 
-__all__ = ["fuse", "is_fused"]
+__all__ = ["ExportCheck", "export_onnx", "export_torchscript", "fuse", "is_fused"]
 
 
 def is_fused(model: nn.Module) -> bool:
@@ -27,3 +32,86 @@ def fuse(model: nn.Module, inplace: bool = False) -> nn.Module:
     model = model if inplace else copy.deepcopy(model)
     model.eval()
     return reparameterize_model(model, inplace=True)
+
+
+# ------------------------------------------------------------------------------------------------ export
+@dataclass
+class ExportCheck:
+    """How an exported model compares with the PyTorch model it came from."""
+
+    path: str
+    format: str
+    max_rel_error: dict[int, float]  # batch size -> max |exported - torch| / max |torch|
+    passed: bool
+
+    def __str__(self) -> str:
+        errors = ", ".join(f"batch {b}: {e:.2e}" for b, e in self.max_rel_error.items())
+        return f"{self.format} {self.path}: {'OK' if self.passed else 'MISMATCH'} (max rel error {errors})"
+
+
+def _example(model: nn.Module, input_size: tuple[int, int, int], batch: int) -> torch.Tensor:
+    param = next(model.parameters())
+    return torch.randn(batch, *input_size, device=param.device, dtype=param.dtype)
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got.double() - want.double()).abs().max() / want.double().abs().max().clamp_min(1e-12))
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_size: tuple[int, int, int],
+    dynamic_batch: bool = True,
+    check_batches: tuple[int, ...] = (1, 4),
+    rtol: float = 1e-4,
+) -> ExportCheck:
+    """Export `model` (eval) to ONNX with SKA as standard ops, then check onnxruntime against torch.
+
+    With `dynamic_batch` the graph is exported from a batch-2 example with a symbolic batch axis and checked at
+    every batch in `check_batches`; otherwise it is exported and checked at batch 1.
+    """
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ImportError("ONNX export needs onnx, onnxscript and onnxruntime: pip install 'lsnet[onnx]'") from err
+    model = model.eval()
+    path = os.fspath(path)
+    example = _example(model, input_size, 2 if dynamic_batch else 1)
+    dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
+    with torch.no_grad():
+        program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
+                                    input_names=["input"], output_names=["logits"], verbose=False)
+    program.save(path)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    errors = {}
+    for batch in check_batches if dynamic_batch else (1,):
+        x = _example(model, input_size, batch)
+        with torch.no_grad():
+            want = model(x)
+        got = session.run(None, {session.get_inputs()[0].name: x.cpu().float().numpy()})[0]
+        errors[batch] = _relative_error(torch.from_numpy(got), want.cpu())
+    return ExportCheck(path, "onnx", errors, all(e <= rtol for e in errors.values()))
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | os.PathLike,
+    input_size: tuple[int, int, int],
+    check_batches: tuple[int, ...] = (1, 4),
+    rtol: float = 1e-4,
+) -> ExportCheck:
+    """Trace `model` (eval) to TorchScript (SKA recorded as standard ops), save it, reload and check it."""
+    model = model.eval()
+    path = os.fspath(path)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the input-shape checks
+        traced = torch.jit.trace(model, _example(model, input_size, 2))
+    traced.save(path)
+    loaded = torch.jit.load(path)
+    errors = {}
+    for batch in check_batches:
+        x = _example(model, input_size, batch)
+        with torch.no_grad():
+            errors[batch] = _relative_error(loaded(x), model(x))
+    return ExportCheck(path, "torchscript", errors, all(e <= rtol for e in errors.values()))

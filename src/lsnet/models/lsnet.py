@@ -13,6 +13,8 @@ features/intermediates API, `in_chans`/`num_classes` of any value, and deploy fu
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -32,8 +34,8 @@ STEM_STRIDE = 8
 
 def resize_bias_table(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(heads, r*r) table indexed by |drow|*r + |dcol| -> (heads, h*w) table for an h x w grid (bicubic)."""
-    heads, length = table.shape
-    side = int(round(length**0.5))
+    heads, length = int(table.shape[0]), int(table.shape[1])
+    side = math.isqrt(length)
     if (side, side) == tuple(grid):
         return table
     square = table.reshape(1, heads, side, side).float()
@@ -108,8 +110,10 @@ class Attention(nn.Module):
     def attention_bias(self, height: int, width: int) -> torch.Tensor:
         """(heads, N, N) additive biases for an h x w token grid."""
         table = self.attention_biases
-        cacheable = not (self.training or torch.jit.is_tracing() or torch.compiler.is_compiling())
-        key = (height, width, table.device, table.dtype, table._version)
+        # inference tensors (made under torch.inference_mode) have no version counter to key the cache on
+        cacheable = not (self.training or table.is_inference() or torch.jit.is_tracing()
+                         or torch.compiler.is_compiling())
+        key = (height, width, table.device, table.dtype, table._version) if cacheable else None
         if cacheable and key in self._bias_cache:
             return self._bias_cache[key]
         bias = resize_bias_table(table, (height, width))[:, relative_offset_index(height, width, table.device)]
@@ -464,7 +468,7 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: LSNet) -> d
         if key.startswith("head_dist.") and model.head_dist is None:
             continue  # a distilled checkpoint loaded into a plain model keeps only the main head
         if key.endswith("attention_biases") and key in own and value.shape != own[key].shape:
-            side = int(round(own[key].shape[1] ** 0.5))
+            side = math.isqrt(own[key].shape[1])
             value = resize_bias_table(value, (side, side))
         out[key] = value
     return out

@@ -17,7 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VL 16 /* channel chunk of the NHWC kernels */
+#define MAX_TAPS 49 /* k <= 7 */
+/* one 64-byte SIMD register (and half of one) per type, via GCC/Clang vector extensions; unaligned access */
+typedef float V_f32 __attribute__((vector_size(64), aligned(4)));
+typedef float H_f32 __attribute__((vector_size(32), aligned(4)));
+typedef double V_f64 __attribute__((vector_size(64), aligned(8)));
+typedef double H_f64 __attribute__((vector_size(32), aligned(8)));
+#define LANES_f32 16
+#define LANES_f64 8
 #define WIDX(b, j, t, h, w) ((b) * sb + (j) * sj + (t) * st + (h) * sh + (w) * sw)
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -111,7 +118,7 @@ void ska_grad_w_nchw_##S(const T *restrict gout, const T *restrict x, T *restric
     free(masks);                                                                                            \
 }                                                                                                           \
                                                                                                             \
-/* Valid taps of pixel (h, w) looking at (h + di, w + dj) * sign: fills the flat tap ids, returns the count */ \
+/* Valid taps of pixel (h, w) looking at (h, w) + sign * d_t: fills the tap ids and flat pixels, returns the count */ \
 static inline int64_t valid_taps_##S(int64_t h, int64_t w, int64_t H, int64_t W, int64_t k, int64_t sign,   \
                                      int64_t *taps, int64_t *pix) {                                         \
     const int64_t r = k / 2;                                                                                \
@@ -129,27 +136,63 @@ static inline int64_t valid_taps_##S(int64_t h, int64_t w, int64_t H, int64_t W,
     return n;                                                                                               \
 }                                                                                                           \
                                                                                                             \
-/* out[g*CW + c] = sum_q src[q][g*CW + c] * wl[q*CW + c] for all g, c (the NHWC inner product) */            \
-static inline void aggregate_pixel_##S(T *restrict out, const T *const *src, const T *restrict wl,         \
+/* out[g*CW + c] = sum_q src[q][g*CW + c] * wrow[q][c] for all g, c: the NHWC inner product of one pixel.     \
+ * Channel chunks of one and half a SIMD register keep the n weight vectors in registers across the G groups; \
+ * the 9-tap case is unrolled at compile time. */                                                           \
+static inline void aggregate_pixel_##S(T *restrict out, const T *const *src, const T *const *wrow,         \
                                        int64_t n, int64_t G, int64_t CW) {                                 \
-    for (int64_t c0 = 0; c0 < CW; c0 += VL) {                                                               \
-        const int64_t len = MIN(VL, CW - c0);                                                               \
-        for (int64_t g = 0; g < G; ++g) {                                                                   \
-            const int64_t base = g * CW + c0;                                                               \
-            T acc[VL] = {0};                                                                                \
-            if (len == VL) {                                                                                \
-                for (int64_t q = 0; q < n; ++q) {                                                           \
-                    const T *xs = src[q] + base, *ws = wl + q * CW + c0;                                    \
-                    for (int v = 0; v < VL; ++v) acc[v] += xs[v] * ws[v];                                   \
-                }                                                                                           \
-                for (int v = 0; v < VL; ++v) out[base + v] = acc[v];                                        \
-            } else {                                                                                        \
-                for (int64_t q = 0; q < n; ++q) {                                                           \
-                    const T *xs = src[q] + base, *ws = wl + q * CW + c0;                                    \
-                    for (int64_t v = 0; v < len; ++v) acc[v] += xs[v] * ws[v];                              \
-                }                                                                                           \
-                for (int64_t v = 0; v < len; ++v) out[base + v] = acc[v];                                   \
+    int64_t c0 = 0;                                                                                         \
+    for (; c0 + LANES_##S <= CW; c0 += LANES_##S) {                                                         \
+        V_##S wv[MAX_TAPS];                                                                                 \
+        if (n == 9) {                                                                                       \
+            for (int q = 0; q < 9; ++q) wv[q] = *(const V_##S *)(wrow[q] + c0);                             \
+            for (int64_t g = 0; g < G; ++g) {                                                               \
+                const int64_t o = g * CW + c0;                                                              \
+                V_##S acc = *(const V_##S *)(src[0] + o) * wv[0];                                           \
+                for (int q = 1; q < 9; ++q) acc += *(const V_##S *)(src[q] + o) * wv[q];                    \
+                *(V_##S *)(out + o) = acc;                                                                  \
             }                                                                                               \
+        } else {                                                                                            \
+            for (int64_t q = 0; q < n; ++q) wv[q] = *(const V_##S *)(wrow[q] + c0);                         \
+            for (int64_t g = 0; g < G; ++g) {                                                               \
+                const int64_t o = g * CW + c0;                                                              \
+                V_##S acc = {0};                                                                            \
+                for (int64_t q = 0; q < n; ++q) acc += *(const V_##S *)(src[q] + o) * wv[q];                \
+                *(V_##S *)(out + o) = acc;                                                                  \
+            }                                                                                               \
+        }                                                                                                   \
+    }                                                                                                       \
+    for (; c0 + LANES_##S / 2 <= CW; c0 += LANES_##S / 2) {                                                 \
+        H_##S wv[MAX_TAPS];                                                                                 \
+        for (int64_t q = 0; q < n; ++q) wv[q] = *(const H_##S *)(wrow[q] + c0);                             \
+        for (int64_t g = 0; g < G; ++g) {                                                                   \
+            const int64_t o = g * CW + c0;                                                                  \
+            H_##S acc = {0};                                                                                \
+            for (int64_t q = 0; q < n; ++q) acc += *(const H_##S *)(src[q] + o) * wv[q];                    \
+            *(H_##S *)(out + o) = acc;                                                                      \
+        }                                                                                                   \
+    }                                                                                                       \
+    for (; c0 < CW; ++c0)                                                                                   \
+        for (int64_t g = 0; g < G; ++g) {                                                                   \
+            T acc = 0;                                                                                      \
+            for (int64_t q = 0; q < n; ++q) acc += src[q][g * CW + c0] * wrow[q][c0];                       \
+            out[g * CW + c0] = acc;                                                                         \
+        }                                                                                                   \
+}                                                                                                           \
+                                                                                                            \
+/* Weight rows (CW values) of the taps of pixel `p`: pointers into wt when channels are unit-stride, else a    \
+ * gathered copy in `buffer`. */                                                                            \
+static inline void weight_rows_##S(const T *wt, int64_t b, int64_t p, int64_t W, const int64_t *taps, int64_t n, \
+                                   int64_t CW, int64_t sb, int64_t sj, int64_t st, int64_t sh, int64_t sw,  \
+                                   T *buffer, const T **rows, int64_t q0) {                                 \
+    const int64_t h = p / W, w = p % W;                                                                     \
+    for (int64_t q = q0; q < q0 + n; ++q) {                                                                 \
+        const T *row = wt + WIDX(b, 0, taps[q], h, w);                                                      \
+        if (sj == 1) {                                                                                      \
+            rows[q] = row;                                                                                  \
+        } else {                                                                                            \
+            for (int64_t c = 0; c < CW; ++c) buffer[q * CW + c] = row[c * sj];                              \
+            rows[q] = buffer + q * CW;                                                                      \
         }                                                                                                   \
     }                                                                                                       \
 }                                                                                                           \
@@ -160,22 +203,20 @@ void ska_forward_nhwc_##S(const T *restrict x, const T *restrict wt, T *restrict
     const int64_t G = C / CW, K2 = k * k;                                                                   \
     _Pragma("omp parallel num_threads(nthreads)")                                                           \
     {                                                                                                       \
-        T *wl = (T *)malloc(sizeof(T) * K2 * CW);                                                           \
-        const T **src = (const T **)malloc(sizeof(T *) * K2);                                               \
+        T *buffer = (T *)malloc(sizeof(T) * K2 * CW);                                                       \
+        const T **src = (const T **)malloc(sizeof(T *) * K2), **rows = (const T **)malloc(sizeof(T *) * K2); \
         int64_t *taps = (int64_t *)malloc(sizeof(int64_t) * K2), *pix = (int64_t *)malloc(sizeof(int64_t) * K2); \
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t bh = 0; bh < B * H; ++bh) {                                                            \
             const int64_t b = bh / H, h = bh % H;                                                           \
             for (int64_t w = 0; w < W; ++w) {                                                               \
                 const int64_t n = valid_taps_##S(h, w, H, W, k, 1, taps, pix);                              \
-                for (int64_t q = 0; q < n; ++q) {                                                           \
-                    src[q] = x + (b * H * W + pix[q]) * C;                                                  \
-                    for (int64_t c = 0; c < CW; ++c) wl[q * CW + c] = wt[WIDX(b, c, taps[q], h, w)];        \
-                }                                                                                           \
-                aggregate_pixel_##S(out + (bh * W + w) * C, src, wl, n, G, CW);                             \
+                for (int64_t q = 0; q < n; ++q) src[q] = x + (b * H * W + pix[q]) * C;                      \
+                weight_rows_##S(wt, b, h * W + w, W, taps, n, CW, sb, sj, st, sh, sw, buffer, rows, 0);     \
+                aggregate_pixel_##S(out + (bh * W + w) * C, src, rows, n, G, CW);                           \
             }                                                                                               \
         }                                                                                                   \
-        free(wl); free(src); free(taps); free(pix);                                                         \
+        free(buffer); free(src); free(rows); free(taps); free(pix);                                         \
     }                                                                                                       \
 }                                                                                                           \
                                                                                                             \
@@ -186,8 +227,8 @@ void ska_grad_x_nhwc_##S(const T *restrict gout, const T *restrict wt, T *restri
     const int64_t G = C / CW, K2 = k * k;                                                                   \
     _Pragma("omp parallel num_threads(nthreads)")                                                           \
     {                                                                                                       \
-        T *wl = (T *)malloc(sizeof(T) * K2 * CW);                                                           \
-        const T **src = (const T **)malloc(sizeof(T *) * K2);                                               \
+        T *buffer = (T *)malloc(sizeof(T) * K2 * CW);                                                       \
+        const T **src = (const T **)malloc(sizeof(T *) * K2), **rows = (const T **)malloc(sizeof(T *) * K2); \
         int64_t *taps = (int64_t *)malloc(sizeof(int64_t) * K2), *pix = (int64_t *)malloc(sizeof(int64_t) * K2); \
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t bh = 0; bh < B * H; ++bh) {                                                            \
@@ -196,13 +237,12 @@ void ska_grad_x_nhwc_##S(const T *restrict gout, const T *restrict wt, T *restri
                 const int64_t n = valid_taps_##S(h, w, H, W, k, -1, taps, pix);                             \
                 for (int64_t q = 0; q < n; ++q) {                                                           \
                     src[q] = gout + (b * H * W + pix[q]) * C;                                               \
-                    const int64_t hq = pix[q] / W, wq = pix[q] % W;                                         \
-                    for (int64_t c = 0; c < CW; ++c) wl[q * CW + c] = wt[WIDX(b, c, taps[q], hq, wq)];      \
+                    weight_rows_##S(wt, b, pix[q], W, taps, 1, CW, sb, sj, st, sh, sw, buffer, rows, q);    \
                 }                                                                                           \
-                aggregate_pixel_##S(gx + (bh * W + w) * C, src, wl, n, G, CW);                              \
+                aggregate_pixel_##S(gx + (bh * W + w) * C, src, rows, n, G, CW);                            \
             }                                                                                               \
         }                                                                                                   \
-        free(wl); free(src); free(taps); free(pix);                                                         \
+        free(buffer); free(src); free(rows); free(taps); free(pix);                                         \
     }                                                                                                       \
 }                                                                                                           \
                                                                                                             \
@@ -230,8 +270,10 @@ void ska_grad_w_nhwc_##S(const T *restrict gout, const T *restrict x, T *restric
                         for (int64_t c = 0; c < CW; ++c) a[c] += gs[c] * xs[c];                             \
                     }                                                                                       \
                 }                                                                                           \
-                for (int64_t t = 0; t < K2; ++t)                                                            \
-                    for (int64_t c = 0; c < CW; ++c) gw[WIDX(b, c, t, h, w)] = acc[t * CW + c];             \
+                for (int64_t t = 0; t < K2; ++t) {                                                          \
+                    T *row = gw + WIDX(b, 0, t, h, w);                                                      \
+                    for (int64_t c = 0; c < CW; ++c) row[c * sj] = acc[t * CW + c];                         \
+                }                                                                                           \
             }                                                                                               \
         }                                                                                                   \
         free(acc); free(taps); free(pix);                                                                   \

@@ -1,0 +1,75 @@
+"""`lsnet export`: fuse and export a model to ONNX or TorchScript, and check the file against PyTorch.
+
+    lsnet export lsnet_t --format onnx --output lsnet_t.onnx
+    lsnet export lsnet_t --format torchscript --checkpoint lsnet_t.pth --img-size 256
+    lsnet export lsnet_t --format onnx --no-dynamic-batch --no-fuse
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("export", help="export a (fused) model to ONNX / TorchScript and verify it")
+    parser.add_argument("model", help="timm model name, e.g. lsnet_t")
+    parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    parser.add_argument("--output", help="output file (default: <model>.onnx / <model>.pt)")
+    parser.add_argument("--checkpoint", help="weights file (official container, state dict or .safetensors)")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--in-chans", type=int, default=None)
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--rtol", type=float, default=1e-4, help="max relative error accepted")
+    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
+                        help="report batch-1 latency of the export next to torch eager")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import statistics
+    import time
+
+    import timm
+    import torch
+
+    import lsnet  # noqa: F401
+    from lsnet.deploy import export_onnx, export_torchscript, fuse
+
+    kwargs = {k: v for k, v in dict(num_classes=args.num_classes, in_chans=args.in_chans).items() if v is not None}
+    if args.checkpoint:
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=args.checkpoint))
+    model = timm.create_model(args.model, **kwargs).eval()
+    if args.fuse:
+        model = fuse(model)
+    input_size = (model.in_chans if hasattr(model, "in_chans") else 3, args.img_size, args.img_size)
+    output = args.output or f"{args.model}.{'onnx' if args.format == 'onnx' else 'pt'}"
+    if args.format == "onnx":
+        check = export_onnx(model, output, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol)
+    else:
+        check = export_torchscript(model, output, input_size, rtol=args.rtol)
+    print(check)
+    if args.latency:
+        x = torch.randn(1, *input_size)
+        if args.format == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(output, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            exported = lambda: session.run(None, {name: x.numpy()})
+        else:
+            loaded = torch.jit.load(output)
+            exported = lambda: loaded(x)
+        candidates = {"torch eager": lambda: model(x), args.format: exported}
+        times = {k: [] for k in candidates}
+        with torch.inference_mode():
+            for fn in candidates.values():
+                fn()
+            for _ in range(20):
+                for key, fn in candidates.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[key].append(time.perf_counter() - start)
+        report = ", ".join(f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in times.items())
+        print(f"batch-1 latency ({torch.get_num_threads()} threads, median of 20 interleaved): {report}")
+    return 0 if check.passed else 1
