@@ -200,3 +200,9 @@ def test_triton_backend_under_interpreter():
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "triton-interpreter-ok" in result.stdout
+
+
+@pytest.mark.parametrize("shape", SHAPES[:4])
+def test_reference_backend_through_the_dispatcher(shape):
+    """The written-out reference backward (used by the op's 'reference' backend) equals autograd's."""
+    _compare("reference", shape, dtype=torch.float64, tol=1e-12)

@@ -20,9 +20,11 @@ Backends:
   grid_sample  `dcnv3_grid_sample`: one `F.grid_sample` call over all points and groups (zeros padding,
                align_corners=False), then the mask-weighted sum; differentiable in all three inputs
 "auto" (default) runs grid_sample. Force one with `backend=`, `set_dcnv3_backend(name)` or
-`LSNET_DCNV3_BACKEND=<name>`. Both are plain PyTorch, so torch.compile, TorchScript tracing and ONNX export
-(opset >= 16 for grid_sample) work without a custom op. `torch.utils.flop_counter` does not count grid_sample or the
-mask-weighted sum, so FLOP counts made with it leave out the sampling (as fvcore does for the official CUDA op).
+`LSNET_DCNV3_BACKEND=<name>`. Both compute in at least float32 (float16/bfloat16 inputs are upcast, like the
+official kernel's opmath; the result has value's dtype) and in float64 for float64 inputs. Both use only standard
+PyTorch ops (no custom op), so tracing, torch.compile and ONNX export see ordinary graphs (grid_sample needs ONNX
+opset >= 16). `torch.utils.flop_counter` counts neither grid_sample nor the mask-weighted sum, so FLOP counts made
+with it leave out the sampling (as fvcore does for the official CUDA op).
 """
 from __future__ import annotations
 
@@ -104,23 +106,24 @@ def dcnv3_reference(value: torch.Tensor, offset: torch.Tensor, mask: torch.Tenso
     """The DCNv3 core written out point by point (see the module docstring); no input checks.
 
     value (B, H, W, G*D), offset (B, Ho, Wo, G*K*2), mask (B, Ho, Wo, G*K) -> (B, Ho, Wo, G*D).
-    The base grid is built in value's dtype (the official PyTorch reference builds it in float32).
+    Computes in value's dtype, at least float32 (like the official kernel's opmath), and returns value's dtype;
+    the base grid is built in that dtype (the official PyTorch reference builds it in float32 even for float64).
     """
     batch, height, width, channels = value.shape
     _, out_h, out_w, _ = offset.shape
     points = kernel_size * kernel_size
-    flat = value.reshape(batch, height * width, group, channels // group)
-    offset = offset.reshape(batch, out_h, out_w, group, points, 2)
-    mask = mask.reshape(batch, out_h, out_w, group, points)
-    base = _base_positions(out_h, out_w, kernel_size, stride, pad, dilation, offset_scale, value.dtype,
-                           value.device)
+    compute = torch.promote_types(value.dtype, torch.float32)
+    flat = value.to(compute).reshape(batch, height * width, group, channels // group)
+    offset = offset.to(compute).reshape(batch, out_h, out_w, group, points, 2)
+    mask = mask.to(compute).reshape(batch, out_h, out_w, group, points)
+    base = _base_positions(out_h, out_w, kernel_size, stride, pad, dilation, offset_scale, compute, value.device)
     out = None
     for p in range(points):
         x = base[..., p, 0] + offset[..., p, 0] * offset_scale
         y = base[..., p, 1] + offset[..., p, 1] * offset_scale
         term = mask[..., p].unsqueeze(-1) * _bilinear_gather(flat, height, width, y, x)
         out = term if out is None else out + term
-    return out.reshape(batch, out_h, out_w, channels)
+    return out.reshape(batch, out_h, out_w, channels).to(value.dtype)
 
 
 def dcnv3_grid_sample(value: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_size: int = 3,
@@ -130,26 +133,28 @@ def dcnv3_grid_sample(value: torch.Tensor, offset: torch.Tensor, mask: torch.Ten
 
     Same signature and result as `dcnv3_reference`. With align_corners=False, pixel x maps to the normalised
     coordinate (2x + 1) / W - 1, and padding_mode='zeros' drops out-of-image neighbours exactly like the reference.
+    float16/bfloat16 inputs are sampled in float32 (as under CUDA autocast) and the result cast back.
     """
     batch, height, width, channels = value.shape
     _, out_h, out_w, _ = offset.shape
     points = kernel_size * kernel_size
     depth = channels // group
-    base = _base_positions(out_h, out_w, kernel_size, stride, pad, dilation, offset_scale, value.dtype,
-                           value.device)
-    pos = base + offset.reshape(batch, out_h, out_w, group, points, 2) * offset_scale
+    compute = torch.promote_types(value.dtype, torch.float32)
+    base = _base_positions(out_h, out_w, kernel_size, stride, pad, dilation, offset_scale, compute, value.device)
+    pos = base + offset.to(compute).reshape(batch, out_h, out_w, group, points, 2) * offset_scale
     scale = pos.new_tensor((2.0 / width, 2.0 / height))
     shift = pos.new_tensor((1.0 / width - 1.0, 1.0 / height - 1.0))
     grid = (pos * scale + shift).permute(0, 3, 1, 2, 4, 5).reshape(batch * group, out_h * out_w, points, 2)
     # (B, H, W, G*D) -> (B*G, D, H, W)
-    planes = value.reshape(batch, height * width, group, depth).permute(0, 2, 3, 1)
+    planes = value.to(compute).reshape(batch, height * width, group, depth).permute(0, 2, 3, 1)
     planes = planes.reshape(batch * group, depth, height, width)
-    sampled = F.grid_sample(planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros",
+    sampled = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros",
                             align_corners=False)  # (B*G, D, Ho*Wo, K)
-    weights = mask.reshape(batch, out_h * out_w, group, points).permute(0, 2, 1, 3)
+    weights = mask.to(compute).reshape(batch, out_h * out_w, group, points).permute(0, 2, 1, 3)
     weights = weights.reshape(batch * group, 1, out_h * out_w, points)
-    out = (sampled * weights.to(sampled.dtype)).sum(-1)  # (B*G, D, Ho*Wo)
-    return out.reshape(batch, group * depth, out_h, out_w).permute(0, 2, 3, 1).reshape(batch, out_h, out_w, channels)
+    out = (sampled * weights).sum(-1)  # (B*G, D, Ho*Wo)
+    out = out.reshape(batch, group * depth, out_h, out_w).permute(0, 2, 3, 1).reshape(batch, out_h, out_w, channels)
+    return out.to(value.dtype)
 
 
 def _check_inputs(value, offset, mask, kernel_size, stride, pad, dilation, group, offset_scale) -> int:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from .ska_reference import ska_reference
+from .ska_reference import ska_reference, ska_reference_backward
 
 __all__ = ["ska", "ska_reference", "set_ska_backend", "get_ska_backend", "ska_backend", "resolve_ska_backend",
            "BACKENDS"]
@@ -175,16 +175,11 @@ def _ska_backward_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     backend = resolve_ska_backend(x.device)
     if backend == "reference":
-        with torch.enable_grad():
-            xr, wr = x.detach().requires_grad_(need_x), weight.detach().requires_grad_(need_weight)
-            inputs = [t for t in (xr, wr) if t.requires_grad]
-            grads = iter(torch.autograd.grad(ska_reference(xr, wr), inputs, grad_out))
-        grad_x = next(grads) if need_x else None
-        grad_w = next(grads) if need_weight else None
+        grad_x, grad_w = ska_reference_backward(grad_out, x, weight)
     else:
         grad_x, grad_w = _module(backend).ska_backward(grad_out, x, weight, need_x, need_weight)
     # custom ops cannot return None: an empty tensor stands for "not requested"
-    return (grad_x if grad_x is not None else x.new_empty(0), grad_w if grad_w is not None else weight.new_empty(0))
+    return (grad_x if need_x else x.new_empty(0), grad_w if need_weight else weight.new_empty(0))
 
 
 @_ska_backward_op.register_fake

@@ -200,7 +200,9 @@ static inline void weight_rows_##S(const T *wt, int64_t b, int64_t p, int64_t W,
 void ska_forward_nhwc_##S(const T *restrict x, const T *restrict wt, T *restrict out, int64_t B, int64_t C,  \
                           int64_t H, int64_t W, int64_t CW, int64_t k, int64_t sb, int64_t sj, int64_t st,  \
                           int64_t sh, int64_t sw, int nthreads) {                                           \
-    const int64_t G = C / CW, K2 = k * k;                                                                   \
+    const int64_t G = C / CW, K2 = k * k, r = k / 2;                                                        \
+    int64_t offsets[MAX_TAPS];                                                                              \
+    for (int64_t q = 0; q < K2; ++q) offsets[q] = ((q / k - r) * W + (q % k - r)) * C;                      \
     _Pragma("omp parallel num_threads(nthreads)")                                                           \
     {                                                                                                       \
         T *buffer = (T *)malloc(sizeof(T) * K2 * CW);                                                       \
@@ -209,9 +211,20 @@ void ska_forward_nhwc_##S(const T *restrict x, const T *restrict wt, T *restrict
         _Pragma("omp for schedule(static)")                                                                 \
         for (int64_t bh = 0; bh < B * H; ++bh) {                                                            \
             const int64_t b = bh / H, h = bh % H;                                                           \
+            const int interior_row = h >= r && h + r < H;                                                   \
             for (int64_t w = 0; w < W; ++w) {                                                               \
-                const int64_t n = valid_taps_##S(h, w, H, W, k, 1, taps, pix);                              \
-                for (int64_t q = 0; q < n; ++q) src[q] = x + (b * H * W + pix[q]) * C;                      \
+                const T *center = x + (bh * W + w) * C;                                                     \
+                int64_t n;                                                                                  \
+                if (interior_row && w >= r && w + r < W) { /* all taps inside: fixed offsets */             \
+                    n = K2;                                                                                 \
+                    for (int64_t q = 0; q < K2; ++q) {                                                      \
+                        taps[q] = q;                                                                        \
+                        src[q] = center + offsets[q];                                                       \
+                    }                                                                                       \
+                } else {                                                                                    \
+                    n = valid_taps_##S(h, w, H, W, k, 1, taps, pix);                                        \
+                    for (int64_t q = 0; q < n; ++q) src[q] = x + (b * H * W + pix[q]) * C;                  \
+                }                                                                                           \
                 weight_rows_##S(wt, b, h * W + w, W, taps, n, CW, sb, sj, st, sh, sw, buffer, rows, 0);     \
                 aggregate_pixel_##S(out + (bh * W + w) * C, src, rows, n, G, CW);                           \
             }                                                                                               \
