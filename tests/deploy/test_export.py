@@ -1,0 +1,66 @@
+"""Export: ONNX (SKA as standard ops, dynamic batch) and TorchScript match PyTorch; the CLIs wrap them."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import timm
+import torch
+from contract import randomize_batchnorm
+
+from lsnet.cli.main import main as cli
+from lsnet.deploy import export_onnx, export_torchscript, fuse
+
+INPUT = (3, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def fused_model():
+    model = timm.create_model("lsnet_test", num_classes=5).eval()
+    randomize_batchnorm(model)
+    return fuse(model)
+
+
+def test_onnx_export_is_standard_ops_and_dynamic(fused_model, tmp_path):
+    check = export_onnx(fused_model, tmp_path / "m.onnx", INPUT, dynamic_batch=True, check_batches=(1, 4))
+    assert check.passed and set(check.max_rel_error) == {1, 4}, check
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert not any("ska" in node.op_type.lower() or node.domain not in ("", "ai.onnx") for node in graph.node)
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value  # symbolic batch axis
+
+
+def test_onnx_any_input_size(fused_model, tmp_path):
+    check = export_onnx(fused_model, tmp_path / "m.onnx", (3, 96, 80), dynamic_batch=False)
+    assert check.passed, check
+
+
+def test_torchscript_export(fused_model, tmp_path):
+    check = export_torchscript(fused_model, tmp_path / "m.pt", INPUT, check_batches=(1, 3))
+    assert check.passed, check
+
+
+def test_fused_model_keeps_features_only_and_sizes():
+    model = fuse(timm.create_model("lsnet_test", features_only=True, out_indices=(1, 3)))
+    feats = model(torch.randn(1, 3, 96, 72))
+    assert [f.shape[1] for f in feats] == [32, 64]
+
+
+def test_export_cli(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert cli(["export", "lsnet_test", "--img-size", "64", "--output", str(out), "--no-latency"]) == 0
+    assert "OK" in capsys.readouterr().out and out.exists()
+
+
+def test_bench_cli_writes_tables_and_plot(tmp_path, capsys):
+    accuracy = tmp_path / "acc.json"
+    accuracy.write_text(json.dumps({"lsnet_test": 50.0, "resnet10t": 60.0}))
+    code = cli(["bench", "lsnet_test", "resnet10t", "--batch", "1", "2", "--img-size", "64", "--rounds", "2",
+                "--out", str(tmp_path / "bench"), "--accuracy", str(accuracy)])
+    assert code == 0
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("lsnet_test", "resnet10t") for b in (1, 2)}
+    assert all(r["images_per_s"] > 0 and r["gmacs"] > 0 for r in rows)
+    assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
+    assert "lsnet_test" in capsys.readouterr().out
