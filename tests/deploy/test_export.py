@@ -64,3 +64,22 @@ def test_bench_cli_writes_tables_and_plot(tmp_path, capsys):
     assert all(r["images_per_s"] > 0 and r["gmacs"] > 0 for r in rows)
     assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "lsnet_test" in capsys.readouterr().out
+
+
+def test_conv_relu_fusion_matches_and_keeps_autograd():
+    from lsnet.layers.conv_bn import Conv2dReLU
+
+    model = timm.create_model("lsnet_test").eval()
+    randomize_batchnorm(model)
+    fused = fuse(model)
+    plain = fuse(model, activations=False)
+    assert sum(isinstance(m, Conv2dReLU) for m in fused.modules()) == 2 + 2 * 1 + 6  # stem, 1 LKP, 6 FFNs
+    assert not any(isinstance(m, Conv2dReLU) for m in plain.modules())
+    x = torch.randn(2, *INPUT)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), plain(x), rtol=1e-5, atol=1e-6)
+        cl = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fused.to(memory_format=torch.channels_last)(cl), plain(x), rtol=1e-4, atol=1e-5)
+    out = fused(x.requires_grad_())  # grad enabled: the standard conv + relu path, so gradients flow
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -63,3 +63,50 @@ class BNLinear(nn.Sequential):
         fused.weight.copy_(fc.weight * scale[None, :])
         fused.bias.copy_(fc.bias + fc.weight @ shift)
         return fused
+
+
+def _onednn_pointwise():
+    """oneDNN's conv with fused post-op (what inductor uses on CPU), or None where this torch build lacks it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class Conv2dReLU(nn.Conv2d):
+    """relu(conv(x)) in one oneDNN call on CPU for inference (the ReLU fused as a post-op).
+
+    Falls back to conv then ReLU for autograd, tracing/export, torch.compile, non-float32 or non-CPU inputs, so
+    exported graphs and gradients are the standard ones. Built by `lsnet.deploy.fuse` from a fused conv and
+    the ReLU after it; same parameters and state-dict keys as the conv.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> Conv2dReLU:
+        fused = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    conv.groups, conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                fused.bias.copy_(conv.bias)
+        return fused
+
+    def _fast_path_ok(self, x: torch.Tensor) -> bool:
+        if _POINTWISE is None or x.device.type != "cpu" or x.dtype != torch.float32:
+            return False
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+            return False
+        if torch.compiler.is_compiling() or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return False
+        return not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fast_path_ok(x):
+            return _POINTWISE(x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
+                              self.groups, "relu", [None], "")
+        return torch.relu(super().forward(x))
+
+
+_POINTWISE = _onednn_pointwise()

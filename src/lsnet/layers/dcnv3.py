@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lsnet.ops.dcnv3 import dcnv3
+from ..ops.dcnv3 import dcnv3
 
 __all__ = ["DCNv3"]
 

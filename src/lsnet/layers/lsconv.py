@@ -18,6 +18,8 @@ class LargeKernelPerception(nn.Module):
     large-kernel depthwise conv (the paper's "w/o LKP" ablation).
     """
 
+    conv_act_pairs = (("pw_in", "act_in"), ("pw_mid", "act_mid"))  # fused into one call by lsnet.deploy.fuse
+
     def __init__(self, dim: int, large_kernel: int = 7, small_kernel: int = 3, kernel_groups: int = 8):
         super().__init__()
         if dim % kernel_groups or dim % 2:

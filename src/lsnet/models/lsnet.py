@@ -139,6 +139,8 @@ class Attention(nn.Module):
 class FFN(nn.Module):
     """1x1 conv-BN expansion, ReLU, 1x1 conv-BN projection (BN weight 0 at init). x: (B, dim, H, W)."""
 
+    conv_act_pairs = (("pw1", "act"),)  # fused into one call by lsnet.deploy.fuse
+
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
         self.pw1 = ConvBN(dim, hidden_dim)
@@ -259,6 +261,7 @@ class LSNet(nn.Module):
         drop_path_rate: float = 0.0,
     ):
         super().__init__()
+        self.conv_act_pairs = (("stem.0", "stem.1"), ("stem.2", "stem.3"))  # for lsnet.deploy.fuse
         if not len(embed_dim) == len(depth) == len(num_heads) == len(mixers):
             raise ValueError(
                 f"LSNet: embed_dim, depth, num_heads and mixers need one entry per stage; got {len(embed_dim)}, "
