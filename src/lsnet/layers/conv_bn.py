@@ -110,3 +110,13 @@ class Conv2dReLU(nn.Conv2d):
 
 
 _POINTWISE = _onednn_pointwise()
+if _POINTWISE is not None:
+    from torch.utils.flop_counter import register_flop_formula
+
+    @register_flop_formula(_POINTWISE.overloadpacket)
+    def _pointwise_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        """Same count as a plain conv (2 per multiply-add), so FLOP counts see fused models unchanged."""
+        out_elements = 1
+        for dim in out_shape:
+            out_elements *= dim
+        return 2 * out_elements * w_shape[1] * w_shape[2] * w_shape[3]
