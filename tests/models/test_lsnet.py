@@ -299,3 +299,12 @@ def test_macs_match_the_official_count():
 
     macs = count_macs(fuse(timm.create_model("lsnet_t")), (3, 224, 224))
     assert abs(macs / 1e9 - 0.317) < 0.005
+
+
+def test_torch_compile_whole_model_without_graph_breaks():
+    model = timm.create_model(TINY).eval()
+    x = torch.randn(2, 3, 128, 128)
+    for candidate in (model, fuse(model)):
+        compiled = torch.compile(candidate, backend="eager", fullgraph=True)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), candidate(x))

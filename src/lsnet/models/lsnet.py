@@ -110,9 +110,10 @@ class Attention(nn.Module):
     def attention_bias(self, height: int, width: int) -> torch.Tensor:
         """(heads, N, N) additive biases for an h x w token grid."""
         table = self.attention_biases
-        # inference tensors (made under torch.inference_mode) have no version counter to key the cache on
-        cacheable = not (self.training or table.is_inference() or torch.jit.is_tracing()
-                         or torch.compiler.is_compiling())
+        # compiling/tracing first (is_inference() breaks dynamo graphs); inference tensors (made under
+        # torch.inference_mode) have no version counter to key the cache on
+        cacheable = not (torch.compiler.is_compiling() or torch.jit.is_tracing() or self.training
+                         or table.is_inference())
         key = (height, width, table.device, table.dtype, table._version) if cacheable else None
         if cacheable and key in self._bias_cache:
             return self._bias_cache[key]
