@@ -22,6 +22,7 @@ SHAPES = [
     (2, 40, 5, 3, 40, 3),
     (1, 96, 7, 7, 12, 3),
     (2, 64, 14, 14, 8, 3),
+    (1, 16, 9, 10, 4, 7),
 ]
 
 
@@ -92,6 +93,11 @@ def _compare(backend: str, shape, dtype=torch.float32, channels_last=False, non_
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "non_contiguous"])
 def test_cpu_backend_matches_reference(shape, layout):
     _compare("cpu", shape, channels_last=layout == "channels_last", non_contiguous=layout == "non_contiguous")
+
+
+def test_cpu_backend_kernels_beyond_7x7_use_the_reference():
+    _compare("cpu", (1, 8, 11, 10, 2, 9))
+    _compare("cpu", (1, 8, 11, 10, 2, 9), channels_last=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])

@@ -6,7 +6,8 @@ source, the flags and the CPU, written atomically so concurrent processes never 
 
 Memory format: a channels_last `x` runs the NHWC kernels (vectorised over channels), anything else the
 NCHW kernels (vectorised over width). Outputs keep the input's memory format. float32/float64 compute
-natively; float16/bfloat16 are computed in float32 and cast back.
+natively; float16/bfloat16 are computed in float32 and cast back. Kernels up to 7x7 (MAX_KERNEL_SIZE, the
+register-blocked NHWC path's limit) run in C; larger ones use the reference.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from pathlib import Path
 
 import torch
 
+from .ska_reference import ska_reference, ska_reference_backward
+
+MAX_KERNEL_SIZE = 7  # MAX_TAPS in ska_cpu.c is 49
 _SOURCE = Path(__file__).with_name("ska_cpu.c")
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11"]
 _KERNELS = ("forward", "grad_x", "grad_w")
@@ -145,6 +149,8 @@ def _kernel_size(weight: torch.Tensor) -> int:
 
 def ska_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x: (B, C, H, W), weight: (B, CW, k*k, H, W) -> (B, C, H, W) in x's dtype and memory format."""
+    if _kernel_size(weight) > MAX_KERNEL_SIZE:
+        return ska_reference(x, weight)
     nhwc = _is_channels_last(x)
     xc, wc = _prepare(x, weight, nhwc)
     out = torch.empty_like(xc)
@@ -156,6 +162,9 @@ def ska_backward(
     grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool, need_weight: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients w.r.t. x (B, C, H, W) and weight (B, CW, k*k, H, W); None where not needed."""
+    if _kernel_size(weight) > MAX_KERNEL_SIZE:
+        grad_x, grad_w = ska_reference_backward(grad_out, x, weight)
+        return (grad_x if need_x else None), (grad_w if need_weight else None)
     nhwc = _is_channels_last(x)
     xc, wc = _prepare(x, weight, nhwc)
     go = grad_out.to(xc.dtype)
