@@ -1,9 +1,18 @@
-"""Conv2Former: timm contract, official parameter counts and checkpoint layout, isotropic and ablation variants."""
+"""Conv2Former: timm contract, official parameter counts and checkpoint layout, isotropic and ablation variants.
+
+oneDNN is switched off in this module: its per-shape kernel setup costs ~1 s per new shape on small CPUs, which
+dominates tests on tiny models (the native convolution computes the same thing).
+"""
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 import pytest
 import timm
 import torch
+
+import lsnet.models.conv2former  # noqa: F401  (registers the models)
 from contract import (
     check_features,
     check_forward_backward,
@@ -13,14 +22,32 @@ from contract import (
     random_official_state_dict,
     read_manifest,
 )
-
-import lsnet.models.conv2former  # noqa: F401  (registers the models)
 from lsnet.models.conv2former import FUSION_MODES, checkpoint_filter_fn
 
 OFFICIAL = ("conv2former_n", "conv2former_t", "conv2former_s", "conv2former_b", "conv2former_b_22k", "conv2former_l")
 TINY = "conv2former_test"
 TINY_INPUT = (3, 64, 64)
 TINY_ISO = dict(dim=32, depth=3, head_hidden_dim=32, kernel_size=5)  # conv2former_is shrunk for speed
+
+
+@contextlib.contextmanager
+def _onednn(enabled: bool):
+    flags = torch.backends.mkldnn.flags(enabled=enabled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a TF32-on-oneDNN notice emitted by flags()
+        flags.__enter__()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flags.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _native_conv():
+    with _onednn(False):
+        yield
 
 
 @pytest.mark.parametrize("name", OFFICIAL)
@@ -116,15 +143,60 @@ def test_kernel_size_is_an_argument():
         timm.create_model(TINY, kernel_size=4)
 
 
-def test_official_checkpoint_loads(tmp_path):
-    """Official key layout (manifest) through timm's pretrained path; CheckpointSaver container."""
-    model = check_official_checkpoint("conv2former_n", "conv2former_n", tmp_path, input_size=(3, 64, 64),
-                                      container="state_dict")
+def _layer_norm_cf(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    x = (x - mean) / torch.sqrt(var + 1e-6)
+    return state[prefix + "weight"][:, None, None] * x + state[prefix + "bias"][:, None, None]
+
+
+def _official_forward(state: dict, x: torch.Tensor, depths: tuple[int, ...]) -> torch.Tensor:
+    """The official Conv2Former forward (eval), written against its state dict (ARCHITECTURES.md §2)."""
+    conv, gelu = torch.nn.functional.conv2d, torch.nn.functional.gelu
+
+    def bn(t, p):
+        return torch.nn.functional.batch_norm(t, state[p + "running_mean"], state[p + "running_var"],
+                                              state[p + "weight"], state[p + "bias"], eps=1e-5)
+
+    d = "downsample_layers.0."
+    x = bn(gelu(conv(x, state[d + "0.weight"], stride=2, padding=1)), d + "2.")
+    x = bn(gelu(conv(x, state[d + "3.weight"], padding=1)), d + "5.")
+    x = conv(x, state[d + "6.weight"], stride=2)
+    for i, depth in enumerate(depths):
+        if i > 0:
+            d = f"downsample_layers.{i}."
+            x = conv(_layer_norm_cf(x, state, d + "0."), state[d + "1.weight"], state[d + "1.bias"], stride=2)
+        for j in range(depth):
+            p = f"stages.{i}.{j}."
+            y = _layer_norm_cf(x, state, p + "attn.norm.")
+            a = gelu(conv(y, state[p + "attn.att.0.weight"], state[p + "attn.att.0.bias"]))
+            kernel = state[p + "attn.att.2.weight"]
+            a = conv(a, kernel, state[p + "attn.att.2.bias"], padding=kernel.shape[-1] // 2, groups=a.shape[1])
+            y = a * conv(y, state[p + "attn.v.weight"], state[p + "attn.v.bias"])
+            x = x + state[p + "layer_scale_1"][:, None, None] * conv(y, state[p + "attn.proj.weight"],
+                                                                        state[p + "attn.proj.bias"])
+            y = _layer_norm_cf(x, state, p + "mlp.norm.")
+            y = gelu(conv(y, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"]))
+            y = y + gelu(conv(y, state[p + "mlp.pos.weight"], state[p + "mlp.pos.bias"], padding=1, groups=y.shape[1]))
+            x = x + state[p + "layer_scale_2"][:, None, None] * conv(y, state[p + "mlp.fc2.weight"],
+                                                                        state[p + "mlp.fc2.bias"])
+    x = _layer_norm_cf(gelu(conv(x, state["head.0.weight"], state["head.0.bias"])), state, "head.2.")
+    return torch.nn.functional.linear(x.mean((2, 3)), state["pred.weight"], state["pred.bias"])
+
+
+def test_official_checkpoint_loads_and_matches_official_forward(tmp_path):
+    """Official key layout (manifest) through timm's pretrained path (CheckpointSaver container); same logits as
+    the official forward written against the official keys."""
+    with _onednn(True):  # depthwise convs of a full-size model: oneDNN is much faster than the native path
+        model = check_official_checkpoint("conv2former_n", "conv2former_n", tmp_path, input_size=(3, 64, 64),
+                                          container="state_dict")
     official = random_official_state_dict("conv2former_n")
-    own = model.state_dict()
-    torch.testing.assert_close(own["stem.conv1.weight"], official["downsample_layers.0.0.weight"])
-    torch.testing.assert_close(own["stages.2.blocks.3.mixer.a_conv.weight"], official["stages.2.3.attn.att.2.weight"])
-    torch.testing.assert_close(own["head.fc.weight"], official["pred.weight"])
+    official = {k: v * 25 if "layer_scale" in k else v for k, v in official.items()}  # let every block matter
+    model.load_state_dict(checkpoint_filter_fn(official, model))
+    x = torch.randn(2, *TINY_INPUT)
+    with torch.no_grad(), _onednn(True):
+        expected = _official_forward(official, x, depths=(2, 2, 8, 2))
+        torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 
 
 def test_container_uses_non_ema_entry(tmp_path):

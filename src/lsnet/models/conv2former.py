@@ -40,6 +40,7 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ._builder import build_model
+from ._features import stage_intermediates
 
 __all__ = ["Conv2Former", "Conv2FormerIsotropic", "checkpoint_filter_fn"]
 
@@ -316,19 +317,8 @@ class Conv2Former(nn.Module):
 
         `norm` has no effect: the only final norm sits inside the head, after its 1x1 conv.
         """
-        if output_fmt != "NCHW":
-            raise ValueError(f"Conv2Former.forward_intermediates: only output_fmt='NCHW' is supported; got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[: max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
+        return stage_intermediates(x, self.stem, self.stages, indices, stop_early, intermediates_only, output_fmt,
+                                   "Conv2Former")
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
@@ -453,19 +443,8 @@ class Conv2FormerIsotropic(nn.Module):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Block outputs (all stride `patch_size`) selected by `indices`; `norm` has no effect (see Conv2Former)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"Conv2FormerIsotropic: only output_fmt='NCHW' is supported; got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        blocks = self.blocks if torch.jit.is_scripting() or not stop_early else self.blocks[: max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, block in enumerate(blocks):
-            x = block(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
+        return stage_intermediates(x, self.stem, self.blocks, indices, stop_early, intermediates_only, output_fmt,
+                                   "Conv2FormerIsotropic")
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True

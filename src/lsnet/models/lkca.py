@@ -574,7 +574,8 @@ def _check_weight_source(variant: str, pretrained: bool, kwargs: dict) -> None:
 
 def _create_lkca(variant: str, pretrained: bool = False, **kwargs) -> LKCAViT:
     _check_weight_source(variant, pretrained, kwargs)
-    out_indices = kwargs.pop("out_indices", 4)
+    depth = kwargs.get("depth", MODEL_ARGS[variant]["depth"])
+    out_indices = kwargs.pop("out_indices", min(4, depth))  # last blocks, as timm's ViTs
     return build_model(
         LKCAViT, variant, pretrained, checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=out_indices),

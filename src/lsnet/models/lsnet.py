@@ -26,6 +26,7 @@ from torch import nn
 
 from ..layers import BNLinear, ConvBN, LSConv
 from ._builder import build_model
+from ._features import stage_intermediates
 
 __all__ = ["LSNet", "checkpoint_filter_fn"]
 
@@ -377,20 +378,9 @@ class LSNet(nn.Module):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs (stride 8, 16, 32, 64) selected by `indices` (last n if int, all if None)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"LSNet.forward_intermediates: only output_fmt='NCHW' is supported; got {output_fmt!r}")
         self._check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[: max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
+        return stage_intermediates(x, self.stem, self.stages, indices, stop_early, intermediates_only, output_fmt,
+                                   "LSNet")
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
