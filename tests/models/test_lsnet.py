@@ -308,3 +308,23 @@ def test_torch_compile_whole_model_without_graph_breaks():
         compiled = torch.compile(candidate, backend="eager", fullgraph=True)
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), candidate(x))
+
+
+def test_official_container_with_pickled_args_loads_and_is_not_kept(tmp_path):
+    """Official containers pickle an argparse.Namespace; weights_only loading must accept exactly that."""
+    import argparse
+
+    path = tmp_path / "lsnet_t.pth"
+    torch.save({"model": random_official_state_dict("lsnet_t"), "args": argparse.Namespace(lr=4e-3)}, path)
+    model = timm.create_model("lsnet_t", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert "state_dict" not in model.pretrained_cfg
+    features = timm.create_model("lsnet_t", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                                 features_only=True).eval()
+    assert len(features(torch.randn(1, 3, 64, 64))) == 4
+
+
+def test_untrusted_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": random_official_state_dict("lsnet_t"), "hook": time.perf_counter}, path)
+    with pytest.raises(RuntimeError, match="weights_only=True"):
+        timm.create_model("lsnet_t", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))

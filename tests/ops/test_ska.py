@@ -212,3 +212,13 @@ def test_triton_backend_under_interpreter():
 def test_reference_backend_through_the_dispatcher(shape):
     """The written-out reference backward (used by the op's 'reference' backend) equals autograd's."""
     _compare("reference", shape, dtype=torch.float64, tol=1e-12)
+
+
+def test_import_is_light():
+    """`import lsnet` neither imports our Triton module nor compiles the C kernels."""
+    script = (
+        "import sys, lsnet, lsnet.ops.ska_cpu as c; "
+        "assert 'lsnet.ops.ska_triton' not in sys.modules; assert c._library is None; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

@@ -10,6 +10,7 @@ Every family's `_create_<family>` calls `build_model`, which adds two things to 
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -42,7 +43,9 @@ def load_checkpoint_file(path: str | os.PathLike, entry: str | None = None) -> d
         checkpoint: Any = load_file(path, device="cpu")
     else:
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            # official training containers also pickle their argparse.Namespace of arguments
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # unpickling errors come in several types
             raise RuntimeError(
                 f"could not load {path!r} with torch.load(weights_only=True): {err}. Only tensor checkpoints are "
@@ -96,7 +99,7 @@ def build_model(
     if pretrained and overlay.get("file"):
         overlay["state_dict"] = load_checkpoint_file(overlay.pop("file"), entry=checkpoint_entry)
     try:
-        return build_model_with_cfg(
+        model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
@@ -105,6 +108,8 @@ def build_model(
             pretrained_cfg_overlay=overlay or None,
             **kwargs,
         )
+        _drop_loaded_state_dict(model)
+        return model
     except (OSError, RuntimeError, ValueError) as err:
         if not pretrained or "state_dict" in overlay or not _is_download_error(err):
             raise
@@ -113,6 +118,14 @@ def build_model(
             f"a local copy: timm.create_model('{variant}', pretrained=True, "
             f"pretrained_cfg_overlay=dict(file='/path/to/{variant}.pth'))"
         ) from err
+
+
+def _drop_loaded_state_dict(model: torch.nn.Module) -> None:
+    """The cfg that carried the loaded weights into timm must not keep a second copy alive with the model."""
+    for module in (model, getattr(model, "model", None)):  # features_only wrappers hold the model as .model
+        cfg = getattr(module, "pretrained_cfg", None)
+        if isinstance(cfg, dict):
+            cfg.pop("state_dict", None)
 
 
 def _is_download_error(err: BaseException) -> bool:

@@ -27,9 +27,8 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
-from lsnet.layers.dcnv3 import DCNv3
-from lsnet.layers.rfa import ReceptiveFieldAggregator
-
+from ..layers.dcnv3 import DCNv3
+from ..layers.rfa import ReceptiveFieldAggregator
 from ._builder import build_model
 
 __all__ = ["UniConvNet", "UniConvNetBlock", "UniConvNetStage", "checkpoint_filter_fn"]
@@ -162,6 +161,9 @@ class UniConvNet(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self, head_init_scale: float) -> None:
+        """Official init: trunc_normal(.02) conv/linear weights, zero biases, then DCNv3's own reset; head scaled."""
+        if self.head.norm.weight.is_meta:
+            return  # built on the meta device (e.g. to count parameters): there is nothing to initialise
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 trunc_normal_(module.weight, std=0.02)
@@ -215,6 +217,7 @@ class UniConvNet(nn.Module):
         """Stage outputs at `indices` (int: last n; None: all). There is no per-stage norm, so `norm` is a no-op."""
         if output_fmt != "NCHW":
             raise ValueError(f"UniConvNet.forward_intermediates: output_fmt must be 'NCHW'; got {output_fmt!r}")
+        self._check_input(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
         intermediates = []
@@ -241,9 +244,12 @@ class UniConvNet(nn.Module):
             self.reset_classifier(0, "")
         return take_indices
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"UniConvNet: expected input (B, {self.in_chans}, H, W); got {tuple(x.shape)}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
