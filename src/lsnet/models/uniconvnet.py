@@ -30,6 +30,7 @@ from torch import nn
 from ..layers.dcnv3 import DCNv3
 from ..layers.rfa import ReceptiveFieldAggregator
 from ._builder import build_model
+from ._features import stage_intermediates
 
 __all__ = ["UniConvNet", "UniConvNetBlock", "UniConvNetStage", "checkpoint_filter_fn"]
 
@@ -215,20 +216,9 @@ class UniConvNet(nn.Module):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs at `indices` (int: last n; None: all). There is no per-stage norm, so `norm` is a no-op."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"UniConvNet.forward_intermediates: output_fmt must be 'NCHW'; got {output_fmt!r}")
         self._check_input(x)
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
-        intermediates = []
-        x = self.stem(x)
-        for i, stage in enumerate(stages):
-            x = stage(x)
-            if i in take_indices:
-                intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        return x, intermediates
+        return stage_intermediates(x, self.stem, self.stages, indices, stop_early, intermediates_only, output_fmt,
+                                   "UniConvNet")
 
     def prune_intermediate_layers(self, indices: int | Sequence[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
