@@ -22,9 +22,8 @@ import timm
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median, time_interleaved  # noqa: E402
-
 import lsnet  # noqa: E402,F401
+from _timing import median, time_interleaved  # noqa: E402
 from lsnet.analysis.flops import count_macs  # noqa: E402
 from lsnet.deploy import fuse  # noqa: E402
 from lsnet.ops import ska_backend  # noqa: E402
@@ -62,7 +61,8 @@ def inference(args) -> list[dict]:
         for batch in args.batch:
             x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=fmt)
             with torch.inference_mode():
-                samples = time_interleaved({k: (lambda m=m: m(x)) for k, m in runners.items()}, rounds=args.rounds)
+                samples = time_interleaved({k: (lambda m=m, x=x: m(x)) for k, m in runners.items()},
+                                           rounds=args.rounds)
             ips = {k: batch / median(v) for k, v in samples.items()}
             print(f"\n## inference, batch {batch}, {threads} thread(s), fused, channels_last (GEMM peak "
                   f"{peak:.1f} GFLOP/s)")
@@ -74,7 +74,8 @@ def inference(args) -> list[dict]:
             for ours, peer, target in PAIRS:
                 for other, goal in ((peer, target), (f"{ours} shift-add", 1.5)):
                     ratio = ips[ours] / ips[other]
-                    print(f"{ours + ' / ' + other:<36}{ratio:>9.2f}{goal:>8.1f} {'met' if ratio >= goal else 'NOT met'}")
+                    verdict = "met" if ratio >= goal else "NOT met"
+                    print(f"{ours + ' / ' + other:<36}{ratio:>9.2f}{goal:>8.1f} {verdict}")
             records.append(dict(kind="inference", threads=threads, batch=batch, gemm_peak_gflops=peak,
                                 images_per_s=ips, gmacs={k: macs[k] / 1e9 for k in ips}))
     return records
@@ -87,7 +88,7 @@ def training(args) -> list[dict]:
         torch.set_num_threads(threads)
         x = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
 
-        def step(backend):
+        def step(backend, x=x):
             def run():
                 with ska_backend(backend):
                     model.zero_grad(set_to_none=True)

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import median, time_interleaved  # noqa: E402
-
 from lsnet.ops import ska, ska_backend, ska_reference  # noqa: E402
 
 LSNET_SHAPES = ["128x28", "128x14", "192x14", "256x14", "256x7", "320x7", "384x7"]

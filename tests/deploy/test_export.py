@@ -7,8 +7,8 @@ import onnx
 import pytest
 import timm
 import torch
-from contract import randomize_batchnorm
 
+from contract import randomize_batchnorm
 from lsnet.cli.main import main as cli
 from lsnet.deploy import export_onnx, export_torchscript, fuse
 

@@ -118,7 +118,7 @@ def benchmark_models(
               for name in names for b in batches}
     samples: dict[tuple[str, str, int], list[float]] = {(n, k, b): [] for (n, k) in runners for b in batches}
     with torch.inference_mode():
-        for (name, kind), run in runners.items():
+        for (name, _kind), run in runners.items():
             for b in batches:
                 for _ in range(warmup):
                     run(inputs[(name, b)])

@@ -29,13 +29,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
     import platform
+    from pathlib import Path
 
     import torch
 
     import lsnet  # noqa: F401
     from lsnet.analysis.benchmark import benchmark_models, format_table, write_results
 
-    accuracy = json.loads(open(args.accuracy).read()) if args.accuracy else None
+    accuracy = json.loads(Path(args.accuracy).read_text()) if args.accuracy else None
     results = benchmark_models(
         args.models, batches=args.batch, threads=args.threads, img_size=args.img_size, fuse=args.fuse,
         channels_last=args.channels_last, rounds=args.rounds, onnxruntime=args.onnxruntime,
