@@ -78,7 +78,8 @@ def _onednn_pointwise():
 class Conv2dReLU(nn.Conv2d):
     """relu(conv(x)) in one oneDNN call on CPU for inference (the ReLU fused as a post-op).
 
-    Falls back to conv then ReLU for autograd, tracing/export, torch.compile, non-float32 or non-CPU inputs, so
+    Only channels_last inputs take the fused call (where it measured faster); others, autograd, tracing/export,
+    torch.compile, non-float32 and non-CPU inputs run conv then ReLU, so
     exported graphs and gradients are the standard ones. Built by `lsnet.deploy.fuse` from a fused conv and
     the ReLU after it; same parameters and state-dict keys as the conv.
     """
@@ -95,6 +96,8 @@ class Conv2dReLU(nn.Conv2d):
 
     def _fast_path_ok(self, x: torch.Tensor) -> bool:
         if _POINTWISE is None or x.device.type != "cpu" or x.dtype != torch.float32:
+            return False
+        if not x.is_contiguous(memory_format=torch.channels_last):  # measured faster in channels_last only
             return False
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
             return False
