@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.factory import channel_stats
+
 _logger = logging.getLogger(__name__)
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
@@ -169,8 +171,8 @@ def create_model(name: str | ModelSpec, checkpoint: str | os.PathLike | None = N
     model.analysis_input = dict(
         img_size=int(config.get("img_size") or data_cfg["input_size"][-1]),
         in_chans=in_chans,
-        mean=_channel_values(mean, in_chans),
-        std=_channel_values(std, in_chans),
+        mean=channel_stats(mean, in_chans),
+        std=channel_stats(std, in_chans),
         interpolation=config.get("interpolation") or data_cfg.get("interpolation", "bicubic"),
         crop_pct=float(config.get("crop_pct") or data_cfg.get("crop_pct", 0.875)),
         from_checkpoint_config=bool(config),
@@ -209,20 +211,9 @@ def model_input(model: nn.Module) -> dict[str, Any]:
 
         cfg = timm.data.resolve_model_data_config(model)
         in_chans = int(getattr(model, "in_chans", cfg["input_size"][0]))
-        info = dict(img_size=cfg["input_size"][-1], in_chans=in_chans, mean=_channel_values(cfg["mean"], in_chans),
-                    std=_channel_values(cfg["std"], in_chans))
+        info = dict(img_size=cfg["input_size"][-1], in_chans=in_chans, mean=channel_stats(cfg["mean"], in_chans),
+                    std=channel_stats(cfg["std"], in_chans))
     return {k: info[k] for k in ("img_size", "in_chans", "mean", "std")}
-
-
-def _channel_values(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    if len(values) == in_chans:
-        return values
-    if len(values) == 1:
-        return values * in_chans
-    if in_chans == 1:
-        return (sum(values) / len(values),)
-    raise ValueError(f"{len(values)} normalization values for a model with in_chans={in_chans}")
 
 
 # ------------------------------------------------------------------------------------------------------ images
@@ -305,7 +296,7 @@ def load_images(source: str | os.PathLike, num_images: int, *, img_size: int, in
     """
     from torchvision.transforms import functional as TF  # noqa: N812
 
-    mean, std = list(_channel_values(mean, in_chans)), list(_channel_values(std, in_chans))
+    mean, std = list(channel_stats(mean, in_chans)), list(channel_stats(std, in_chans))
     tensors = [TF.normalize(TF.to_tensor(to_model_size(pil, img_size, in_chans)), mean, std)
                for pil in source_images(source, num_images, seed, data_dir)]
     return torch.stack(tensors)
