@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/lsnet demo
+	sh scripts/get_fashion_mnist.sh
+	$(BIN)/lsnet train --config fashion_mnist_cpu --download $(RUN_ARGS)
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests

@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 
-VERBS = ("demo",)
+VERBS = ("demo", "bench", "export", "train", "eval", "erf", "inspect", "robustness")
 
 
 def build_parser() -> argparse.ArgumentParser:

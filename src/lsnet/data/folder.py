@@ -32,7 +32,8 @@ def find_split_dir(root: str | os.PathLike, split: str) -> Path:
         if (root / name).is_dir():
             return root / name
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
-    raise DatasetError(f"no {split!r} split under {str(root)!r} (looked for {', '.join(SPLIT_ALIASES.get(split, (split,)))}; "
+    names = ", ".join(SPLIT_ALIASES.get(split, (split,)))
+    raise DatasetError(f"no {split!r} split under {str(root)!r} (looked for {names}; "
                        f"found folders {present or 'none'}); lay it out as {root}/{split}/<class>/<image>")
 
 

@@ -31,11 +31,11 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-HOW_TO_GET = (
+HOW_TO_GET_LOCAL = (
     "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; files land in "
-    f"{DEBIAN_DIR}), or point at a folder holding the four *-ubyte[.gz] files with --data-dir or ${ENV_VAR}, "
-    "or pass --download to fetch it with torchvision (needs network)"
+    f"{DEBIAN_DIR}), or point at a folder holding the four *-ubyte[.gz] files with --data-dir or ${ENV_VAR}"
 )
+HOW_TO_GET = HOW_TO_GET_LOCAL + ", or pass --download to fetch it with torchvision (needs network)"
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -46,7 +46,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as err:  # missing, permissions, truncated or corrupt gzip
-        raise DatasetError(f"cannot read IDX file {str(path)!r}: {err}; re-install or re-download the data set") from err
+        raise DatasetError(f"cannot read IDX file {str(path)!r}: {err}; "
+                           "re-install or re-download the data set") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise DatasetError(f"{str(path)!r} is not an IDX file (bad magic {data[:4].hex() or 'empty'}); "
                            "re-install or re-download the data set")
@@ -80,7 +81,7 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def find_fashion_mnist(root: str | os.PathLike | None = None, split: str = "train") -> tuple[Path, Path]:
-    """(images, labels) paths of `split` ('train' | 'test'); raises DatasetError saying where it looked and how to fix."""
+    """(images, labels) paths of `split` ('train' | 'test'); DatasetError saying where it looked and how to fix."""
     if split not in FILES:
         raise DatasetError(f"Fashion-MNIST has splits 'train' and 'test'; got {split!r}")
     searched = _candidate_dirs(root)
@@ -101,7 +102,9 @@ def download_fashion_mnist(root: str | os.PathLike | None = None) -> Path:
         TVFashionMNIST(str(root), train=True, download=True)
         TVFashionMNIST(str(root), train=False, download=True)
     except Exception as err:  # URLError, HTTPError, socket timeouts, checksum errors
-        raise DatasetError(f"downloading Fashion-MNIST into {str(root)!r} failed ({err}); {HOW_TO_GET}") from err
+        reason = " ".join(str(err).split())  # torchvision's message spans lines
+        raise DatasetError(f"downloading Fashion-MNIST into {str(root)!r} failed ({reason}); {HOW_TO_GET_LOCAL}") \
+            from err
     return root
 
 
@@ -129,7 +132,8 @@ class FashionMNIST(torch.utils.data.Dataset):
             images_path, labels_path = find_fashion_mnist(download_fashion_mnist(root), split)
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DatasetError(f"{str(images_path)!r} / {str(labels_path)!r}: expected (N, H, W) images and (N,) labels; "
+            raise DatasetError(f"{str(images_path)!r} / {str(labels_path)!r}: expected (N, H, W) images and (N,) "
+                               "labels; "
                                f"got {images.shape} and {labels.shape}")
         if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
             raise DatasetError(f"{str(labels_path)!r}: labels outside 0..{len(CLASSES) - 1}; the file is corrupt")

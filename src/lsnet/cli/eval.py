@@ -1,0 +1,68 @@
+"""`lsnet eval`: top-1/top-5, per-class accuracy, confusion matrix and images/s of a checkpoint.
+
+    lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
+    lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
+    lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="last.pth / best.pth / best.safetensors or a state dict")
+    group = parser.add_argument_group("overrides (default: the run's own settings)")
+    group.add_argument("--model", help="timm model name (needed for checkpoints that do not record it)")
+    group.add_argument("--dataset", help="'fashion-mnist' or 'folder'")
+    group.add_argument("--data-dir", help="data folder")
+    group.add_argument("--split", help="evaluation split (default: test for Fashion-MNIST, val for folders)")
+    group.add_argument("--img-size", type=int)
+    group.add_argument("--in-chans", type=int)
+    group.add_argument("--num-classes", type=int)
+    group.add_argument("--subset", type=int, help="evaluate only the first N images")
+    group.add_argument("--download", action="store_true", help="download Fashion-MNIST if missing (needs network)")
+    group.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+    group.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                       help="evaluate the EMA weights (default: when the run used EMA)")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
+                           "(timm.utils.reparameterize_model)")
+    run_group.add_argument("--batch-size", type=int, default=256)
+    run_group.add_argument("--workers", type=int, default=2)
+    run_group.add_argument("--device", default="auto")
+    run_group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                           help="mixed precision (default: on for CUDA)")
+    run_group.add_argument("--output", help="write eval.json and confusion_matrix.png here")
+    run_group.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from lsnet.train import evaluate_checkpoint
+    from lsnet.train.errors import USER_ERRORS
+
+    try:
+        result = evaluate_checkpoint(
+            args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+            img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes, batch_size=args.batch_size,
+            workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device, amp=args.amp,
+            use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
+            progress=not args.quiet)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    extra = result.extra
+    fused = " (fused)" if args.fuse else ""
+    print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']}: {result.summary()}")
+    names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
+    width = max(len(n) for n in names)
+    for name, acc in zip(names, result.per_class_accuracy):
+        print(f"  {name:<{width}}  {acc:6.2f}%")
+    if result.skipped:
+        print(f"skipped {result.skipped} unreadable images")
+    if args.output:
+        print(f"wrote {args.output}/eval.json and confusion_matrix.png")
+    return 0

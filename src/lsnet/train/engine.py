@@ -1,0 +1,532 @@
+"""The training loop, built on timm's data, optimizer, scheduler, loss, EMA and clipping utilities.
+
+    from lsnet.train import train
+    result = train("fashion_mnist_cpu", epochs=2)          # a preset name, a dict, or a TrainConfig (+ overrides)
+    print(result.final.top1, result.run_dir)
+
+One run folder per run: config.yaml, metrics.jsonl, last.pth (resume), best.pth + best.safetensors, eval.json,
+curves.png, confusion_matrix.png, report.md. Under torchrun every rank trains a shard (DistributedDataParallel);
+rank 0 alone logs and writes files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import channel_stats, create_dataset, create_transform, dataset_info
+from . import checkpoint as ckpt
+from .builders import ShardSampler, create_loader, create_model
+from .config import TrainConfig, save_config
+from .distributed import (
+    DistState,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    init_distributed,
+)
+from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingError
+from .evaluate import EvalResult, autocast_context, evaluate
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final: EvalResult | None  # evaluation of the final model (EMA weights when EMA is on)
+    best_top1: float
+    best_epoch: int
+    epochs_done: int
+    train_images_per_sec: float
+    wall_seconds: float
+    report: Path | None
+    model: nn.Module  # the trained network (unwrapped from DDP)
+    eval_model: nn.Module  # what was evaluated and exported: `model`, or the EMA copy
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(config: TrainConfig | dict | str | None = None, **overrides) -> TrainResult:
+    """Train (or resume) a model; see TrainConfig for every setting. Joins torchrun's process group if there is one."""
+    cfg = TrainConfig.from_any(config, **overrides)
+    state = init_distributed(cfg.device)
+    try:
+        return Trainer(cfg, state).fit()
+    finally:
+        cleanup_distributed(state)
+
+
+def _threads_for_load() -> int | None:
+    """1 when other processes already keep the CPUs busy, else None (torch's default: one thread per core).
+
+    OpenMP's threads meet at a barrier after every parallel op; when a core is taken by another process, one
+    thread waits (spinning) for its descheduled partner, and a small model's thousands of short ops run 10-50x
+    slower. One thread has no barriers. The choice is written into the resolved config, so a resumed run uses it.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    if cores > 1 and load > 1.5 * cores:
+        warnings.warn(f"CPUs busy (1-minute load {load:.1f} on {cores} cores): training with 1 thread to avoid "
+                      "OpenMP stalls; pass --threads N to choose", stacklevel=3)
+        return 1
+    return None
+
+
+def _worker_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + rank) % (2**63)
+
+
+class Trainer:
+    """Builds everything from a TrainConfig, then `fit()`. One instance per process."""
+
+    def __init__(self, cfg: TrainConfig, dist_state: DistState):
+        self.start_time = time.perf_counter()
+        self.cfg = cfg = cfg.replace()  # resolved values below are written into this copy only
+        self.dist = dist_state
+        self.device = dist_state.device
+        self.main = dist_state.is_main
+        if cfg.threads is None and self.device.type == "cpu" and not dist_state.enabled:
+            cfg.threads = _threads_for_load()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cfg.threads = torch.get_num_threads()  # recorded: a resumed run computes with the same thread count
+        seed = cfg.seed + dist_state.rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+        # ---- data set facts fill the "auto" settings, so config.yaml records what actually ran
+        info = dataset_info(cfg.dataset, cfg.data_dir, cfg.train_split)
+        cfg.dataset = info.name
+        cfg.in_chans = cfg.in_chans or info.in_chans
+        cfg.num_classes = cfg.num_classes or info.num_classes
+        if cfg.num_classes < info.num_classes:
+            raise ConfigError(f"--num-classes {cfg.num_classes} is fewer than the {info.num_classes} classes of "
+                              f"{info.name}")
+        cfg.mean = list(channel_stats(cfg.mean or info.mean, cfg.in_chans))
+        cfg.std = list(channel_stats(cfg.std or info.std, cfg.in_chans))
+        cfg.val_split = cfg.val_split or info.eval_split
+        cfg.eval_batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
+        self.classes = info.classes
+        self.global_batch = cfg.batch_size * dist_state.world_size
+        self.lr = cfg.lr if cfg.lr is not None else cfg.lr_base * self.global_batch / cfg.lr_base_size
+        self.amp_dtype = getattr(torch, cfg.amp_dtype) if (cfg.amp if cfg.amp is not None
+                                                           else self.device.type == "cuda") else None
+
+        # ---- run folder
+        if cfg.resume:
+            self.resume_path = ckpt.resolve_checkpoint_path(cfg.resume)
+            self.run_dir = self.resume_path.parent
+        else:
+            self.resume_path = None
+            name = cfg.experiment or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}-{info.name}"
+            self.run_dir = Path(cfg.output) / broadcast_object(name, dist_state)
+            if (self.run_dir / ckpt.LAST).exists():
+                raise ConfigError(f"{str(self.run_dir)!r} already holds a run; continue it with --resume {self.run_dir}"
+                                  " or pick another --experiment")
+        cfg.experiment = self.run_dir.name
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+
+        # ---- data
+        self.train_loader, self.val_loader, self.sampler = self._build_data()
+        self.updates_per_epoch = len(self.train_loader)
+
+        # ---- model, optimizer, schedule, loss
+        self.model = self._build_model()
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self._build_optimization()
+        self.start_epoch, self.best_top1, self.best_epoch, self.history = 0, -1.0, 0, []
+        self.counters = {"wall_seconds": 0.0, "train_seconds": 0.0, "train_images": 0, "skipped_images": 0}
+        rng_states = self._resume() if self.resume_path else None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model: nn.Module = DistributedDataParallel(self.model, device_ids=ids)
+        else:
+            self.ddp_model = self.model
+        self.criterion = self._build_criterion()
+        if rng_states is not None:  # last: everything above may draw random numbers
+            self._restore_rng(rng_states)
+
+    # ------------------------------------------------------------------------------------------------ building
+    def _build_data(self):
+        cfg, dist_state = self.cfg, self.dist
+        train_tf = create_transform(
+            cfg.img_size, True, mean=cfg.mean, std=cfg.std, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
+            vflip=cfg.vflip, color_jitter=cfg.color_jitter, auto_augment=cfg.aa, re_prob=cfg.reprob,
+            re_mode=cfg.remode, re_count=cfg.recount, interpolation=cfg.train_interpolation)
+        eval_tf = create_transform(cfg.img_size, False, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
+                                   crop_pct=cfg.crop_pct)
+        common = dict(data_dir=cfg.data_dir, in_chans=cfg.in_chans, download=cfg.download, strict=cfg.strict)
+        first = self.main or not cfg.download  # with --download, rank 0 fetches while the others wait
+        if not first:
+            barrier(dist_state)
+        train_set = create_dataset(cfg.dataset, cfg.train_split, transform=train_tf, subset=cfg.train_subset, **common)
+        val_set = create_dataset(cfg.dataset, cfg.val_split, transform=eval_tf, subset=cfg.val_subset, **common)
+        if cfg.download and self.main:
+            barrier(dist_state)
+        if cfg.repeated_aug:
+            from timm.data.distributed_sampler import RepeatAugSampler
+
+            sampler = RepeatAugSampler(train_set, num_replicas=dist_state.world_size, rank=dist_state.rank)
+        else:
+            sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist_state.world_size,
+                                                          rank=dist_state.rank, shuffle=True, seed=cfg.seed)
+        if len(sampler) < cfg.batch_size:
+            raise ConfigError(f"{len(sampler)} training images per process is fewer than --batch-size {cfg.batch_size};"
+                              " lower --batch-size")
+        pin = self.device.type == "cuda"
+        train_loader = create_loader(train_set, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers,
+                                     drop_last=True, pin_memory=pin, generator=torch.Generator())
+        val_loader = create_loader(val_set, batch_size=cfg.eval_batch_size, workers=cfg.workers, pin_memory=pin,
+                                   sampler=ShardSampler(len(val_set), dist_state.rank, dist_state.world_size),
+                                   generator=torch.Generator())
+        self.num_train, self.num_val = len(train_set), len(val_set)
+        return train_loader, val_loader, sampler
+
+    def _build_model(self) -> nn.Module:
+        cfg = self.cfg
+        model = create_model(cfg.model, num_classes=cfg.num_classes, in_chans=cfg.in_chans, img_size=cfg.img_size,
+                             drop_path=cfg.drop_path, drop=cfg.drop, pretrained=cfg.pretrained,
+                             model_kwargs=cfg.model_kwargs)
+        if cfg.initial_checkpoint and not self.resume_path:
+            ckpt.load_model_weights(model, ckpt.read_weights(cfg.initial_checkpoint),
+                                    f"--initial-checkpoint {cfg.initial_checkpoint!r}")
+        if cfg.distillation_type != "none" and hasattr(model, "set_distilled_training"):
+            model.set_distilled_training(True)  # training forward returns (cls, dist) logits
+        if cfg.sync_bn:
+            if self.device.type != "cuda":
+                warnings.warn("--sync-bn needs CUDA (NCCL); keeping plain BatchNorm on CPU", stacklevel=2)
+            elif self.dist.enabled:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _build_optimization(self) -> None:
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+        from timm.utils import ModelEmaV3
+
+        cfg = self.cfg
+        opt_kwargs: dict[str, Any] = {}
+        if cfg.opt_eps is not None:
+            opt_kwargs["eps"] = cfg.opt_eps
+        if cfg.opt_betas:
+            opt_kwargs["betas"] = tuple(cfg.opt_betas)
+        self.optimizer = create_optimizer_v2(self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay,
+                                             momentum=cfg.momentum, layer_decay=cfg.layer_decay, **opt_kwargs)
+        self.scheduler, self.num_epochs = create_scheduler_v2(
+            self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs,
+            step_on_epochs=not cfg.sched_on_updates, updates_per_epoch=self.updates_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) \
+            if cfg.model_ema else None
+
+    def _build_criterion(self) -> nn.Module:
+        from timm.data import Mixup
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+        cfg = self.cfg
+        self.mixup_fn = None
+        if cfg.mixup_active:
+            self.mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, cutmix_minmax=cfg.cutmix_minmax,
+                                  prob=cfg.mixup_prob, switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode,
+                                  label_smoothing=cfg.smoothing, num_classes=cfg.num_classes)
+            criterion: nn.Module = SoftTargetCrossEntropy()
+        elif cfg.smoothing > 0:
+            criterion = LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
+        else:
+            criterion = nn.CrossEntropyLoss()
+        if cfg.distillation_type == "none":
+            return criterion
+        from .distill import DistillationLoss, build_teacher
+
+        teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, num_classes=cfg.num_classes,
+                                in_chans=cfg.in_chans, device=self.device, img_size=cfg.img_size)
+        if cfg.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        return DistillationLoss(criterion, teacher, cfg.distillation_type, cfg.distillation_alpha,
+                                cfg.distillation_tau)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _state(self, epoch: int, rng_states: list) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "model_ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "best_metric": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "counters": dict(self.counters),
+            "rng": rng_states,
+            "world_size": self.dist.world_size,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _resume(self) -> list:
+        state = ckpt.load_checkpoint(self.resume_path)
+        missing = [k for k in ("model", "optimizer", "scheduler", "epoch") if k not in state]
+        if missing:
+            raise CheckpointError(f"{str(self.resume_path)!r} is not a training checkpoint (no {', '.join(missing)});"
+                                  " use --initial-checkpoint to start from bare weights")
+        ckpt.load_model_weights(self.model, state["model"], f"--resume {str(self.resume_path)!r}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"optimizer state in {str(self.resume_path)!r} does not fit --opt {self.cfg.opt} "
+                                  f"({err})") from err
+        if self.ema is not None:
+            if state.get("model_ema") is not None:
+                ckpt.load_model_weights(self.ema.module, state["model_ema"], "EMA weights of the checkpoint")
+            else:
+                self.ema.set(self.model)
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"])
+        self.best_top1, self.best_epoch = float(state.get("best_metric", -1.0)), int(state.get("best_epoch", 0))
+        self.history = list(state.get("history") or [])
+        self.counters.update(state.get("counters") or {})
+        if self.main:
+            self._write_metrics()  # drop rows of epochs that ran after this checkpoint was written
+            print(f"resumed {self.resume_path} at epoch {self.start_epoch}", flush=True)
+        return list(state.get("rng") or [])
+
+    def _restore_rng(self, rng_states: list) -> None:
+        if len(rng_states) == self.dist.world_size:
+            ckpt.set_rng_state(rng_states[self.dist.rank])
+        else:
+            warnings.warn(f"checkpoint has random states of {len(rng_states)} processes, this run has "
+                          f"{self.dist.world_size}; reseeding, so the run will not match an uninterrupted one",
+                          stacklevel=2)
+            seed = _worker_seed(self.cfg.seed, self.start_epoch, self.dist.rank)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+
+    def _write_metrics(self) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in self.history)
+        ckpt.atomic_write(self.run_dir / "metrics.jsonl", lambda f: f.write(text.encode()))
+
+    def _save(self, epoch: int, is_best: bool) -> None:
+        rng_states = all_gather_object(ckpt.rng_state(), self.dist)  # collective: every rank calls it
+        if not self.main:
+            return
+        last = self.run_dir / ckpt.LAST
+        ckpt.save_checkpoint(self._state(epoch, rng_states), last)
+        if is_best:
+            best = self.run_dir / ckpt.BEST
+            tmp = best.with_name(f".{best.name}.tmp-{os.getpid()}")
+            try:  # last.pth is never rewritten in place (os.replace), so a hard link is a cheap, atomic copy
+                tmp.unlink(missing_ok=True)
+                os.link(last, tmp)
+                os.replace(tmp, best)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                ckpt.save_checkpoint(self._state(epoch, rng_states), best)
+            ckpt.export_safetensors(self.eval_model.state_dict(), self.run_dir / ckpt.BEST_WEIGHTS,
+                                    metadata=self._export_metadata(epoch))
+        self._write_metrics()
+
+    def _export_metadata(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        keys = ("model", "num_classes", "in_chans", "img_size", "dataset", "data_dir", "train_split", "val_split",
+                "mean", "std", "interpolation", "crop_pct", "model_kwargs")
+        return {**{k: getattr(cfg, k) for k in keys}, "epoch": epoch, "top1": self.best_top1,
+                "ema": self.ema is not None}
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    # ------------------------------------------------------------------------------------------------ training
+    def _loss(self, images: torch.Tensor, outputs, targets: torch.Tensor) -> torch.Tensor:
+        if self.cfg.distillation_type != "none":
+            return self.criterion(images, outputs, targets)
+        return self.criterion(outputs, targets)
+
+    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.device)
+        if self.dist.enabled:
+            bad = all_reduce_sum(bad, self.dist)
+        if bad.item() == 0:
+            return
+        last = self.run_dir / ckpt.LAST
+        kept = (f"the last good checkpoint {str(last)!r} (epoch {self.history[-1]['epoch']}) is intact; resume from it"
+                if last.exists() and self.history else "no checkpoint had been written yet; restart")
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {self._current_lr():.3g}); stopped "
+            f"before the update. {kept} with a lower --lr, --clip-grad, or check the data")
+
+    def _current_lr(self) -> float:
+        return max(group["lr"] for group in self.optimizer.param_groups)
+
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        from timm.models import model_parameters
+        from timm.utils import dispatch_clip_grad
+        from tqdm import tqdm
+
+        cfg, model = self.cfg, self.ddp_model
+        model.train()
+        self.sampler.set_epoch(epoch)
+        self.train_loader.generator.manual_seed(_worker_seed(cfg.seed, epoch, self.dist.rank))
+        clip_params = model_parameters(self.model, exclude_head="agc" in cfg.clip_mode) if cfg.clip_grad else None
+        num_updates = epoch * self.updates_per_epoch
+        bar = tqdm(total=self.updates_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}", dynamic_ncols=True,
+                   disable=cfg.quiet or not self.main, leave=False)
+        loss_sum, images_seen, skipped = torch.zeros((), dtype=torch.float64), 0, 0
+        start = time.perf_counter()
+        for step, (images, targets, n_skipped) in enumerate(self.train_loader):
+            skipped += n_skipped
+            if images is None:
+                if self.dist.enabled:
+                    raise TrainingError("a whole training batch was unreadable; under torchrun every rank must step, "
+                                        "so remove the broken files")
+                continue
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            if self.mixup_fn is not None:
+                images, targets = self.mixup_fn(images, targets)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(self.device, self.amp_dtype):
+                outputs = model(images)
+                loss = self._loss(images, outputs, targets)
+            self._check_finite(loss, epoch, step)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                dispatch_clip_grad(clip_params, value=cfg.clip_grad, mode=cfg.clip_mode)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            num_updates += 1
+            if self.ema is not None:
+                self.ema.update(self.model, step=num_updates)
+            if cfg.sched_on_updates:
+                self.scheduler.step_update(num_updates=num_updates)
+            loss_sum += loss.detach().double().cpu() * len(images)
+            images_seen += len(images)
+            if step % 10 == 0 or step + 1 == self.updates_per_epoch:
+                rate = images_seen * self.dist.world_size / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{loss_sum.item() / images_seen:.4f}", lr=f"{self._current_lr():.2e}",
+                                img_s=f"{rate:.0f}", refresh=False)
+            bar.update()
+        bar.close()
+        seconds = time.perf_counter() - start
+        if not cfg.sched_on_updates:
+            self.scheduler.step(epoch + 1)
+        totals = all_reduce_sum(torch.tensor([loss_sum.item(), images_seen, skipped], dtype=torch.float64,
+                                             device=self.device if self.device.type == "cuda" else "cpu"),
+                                self.dist).cpu()
+        images_total = int(totals[1])
+        self.counters["train_seconds"] += seconds
+        self.counters["train_images"] += images_total
+        self.counters["skipped_images"] += int(totals[2])
+        if totals[2] and self.main:
+            print(f"epoch {epoch + 1}: skipped {int(totals[2])} unreadable images", flush=True)
+        return {"train_loss": totals[0].item() / max(images_total, 1), "lr": self._current_lr(),
+                "train_images_per_sec": images_total / max(seconds, 1e-9), "train_seconds": seconds,
+                "skipped_images": int(totals[2])}
+
+    def _evaluate(self, model: nn.Module) -> EvalResult:
+        return evaluate(model, self.val_loader, num_classes=self.cfg.num_classes, device=self.device,
+                        classes=self.classes, amp_dtype=self.amp_dtype, channels_last=self.cfg.channels_last,
+                        dist_state=self.dist, progress=not self.cfg.quiet and self.main)
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        segment_start = self.start_time
+        wall_before = self.counters["wall_seconds"]
+        if self.main:
+            print(f"{cfg.model} ({self.num_params / 1e6:.2f}M params) on {cfg.dataset}: {self.num_train} train / "
+                  f"{self.num_val} {cfg.val_split} images at {cfg.in_chans}x{cfg.img_size}x{cfg.img_size}, "
+                  f"{self.num_epochs} epochs x {self.updates_per_epoch} steps, global batch {self.global_batch}, "
+                  f"lr {self.lr:.3g}, {self.dist.world_size} process(es) on {self.device}; run folder {self.run_dir}",
+                  flush=True)
+        final: EvalResult | None = None
+        for epoch in range(self.start_epoch, self.num_epochs):
+            row: dict[str, Any] = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
+            last_epoch = epoch + 1 == self.num_epochs
+            result = None
+            if last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                result = self._evaluate(self.model)
+                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+                if self.ema is not None:
+                    result = self._evaluate(self.ema.module)
+                    row.update(ema_val_loss=result.loss, ema_val_top1=result.top1, ema_val_top5=result.top5)
+            is_best = result is not None and result.top1 > self.best_top1
+            if is_best:
+                self.best_top1, self.best_epoch = result.top1, epoch + 1
+            self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
+            row.update(best_top1=self.best_top1, best_epoch=self.best_epoch, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self.history.append(row)
+            self._save(epoch + 1, is_best)
+            if self.main:
+                print(self._epoch_line(row), flush=True)
+            if last_epoch:
+                final = result
+        self.start_epoch = max(self.start_epoch, self.num_epochs)
+        if final is None:  # resumed a finished run: evaluate what it ended with
+            final = self._evaluate(self.eval_model)
+        self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
+        return self._finish(final)
+
+    def _epoch_line(self, row: dict[str, Any]) -> str:
+        text = (f"epoch {row['epoch']}/{self.num_epochs}  train loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
+                f"{row['train_images_per_sec']:.0f} img/s  {row['train_seconds']:.0f}s")
+        if "val_top1" in row:
+            text += f"  | {self.cfg.val_split} loss {row['val_loss']:.4f}  top-1 {row['val_top1']:.2f}%"
+        if "ema_val_top1" in row:
+            text += f"  EMA top-1 {row['ema_val_top1']:.2f}%"
+        return text
+
+    def _finish(self, final: EvalResult) -> TrainResult:
+        counters = self.counters
+        images_per_sec = counters["train_images"] / max(counters["train_seconds"], 1e-9)
+        report = None
+        if self.main:
+            from .report import plot_confusion, plot_curves, write_report
+
+            final.extra.update(model=self.cfg.model, split=self.cfg.val_split, ema=self.ema is not None)
+            (self.run_dir / "eval.json").write_text(json.dumps(final.to_dict(), indent=2))
+            plot_curves(self.history, self.run_dir / "curves.png")
+            plot_confusion(final.confusion, final.classes, self.run_dir / "confusion_matrix.png",
+                           title=f"{self.cfg.model} on {self.cfg.dataset} {self.cfg.val_split}: "
+                                 f"top-1 {final.top1:.2f}%")
+            summary = dict(eval_split=self.cfg.val_split, best_top1=self.best_top1, best_epoch=self.best_epoch,
+                           epochs_done=self.start_epoch, train_images_per_sec=images_per_sec,
+                           wall_seconds=counters["wall_seconds"], train_seconds=counters["train_seconds"],
+                           params=self.num_params, world_size=self.dist.world_size, device=str(self.device),
+                           skipped_images=counters["skipped_images"], lr=self.lr, global_batch=self.global_batch)
+            report = write_report(self.run_dir, config=self.cfg.to_dict(), result=final, history=self.history,
+                                  summary=summary)
+            print(f"test top-1 {final.top1:.2f}% (top-{final.topk} {final.top5:.2f}%) | train {images_per_sec:.0f} "
+                  f"img/s, eval {final.images_per_sec:.0f} img/s | wall {counters['wall_seconds'] / 60:.1f} min | "
+                  f"report {report}", flush=True)
+        return TrainResult(run_dir=self.run_dir, final=final, best_top1=self.best_top1, best_epoch=self.best_epoch,
+                           epochs_done=self.start_epoch, train_images_per_sec=images_per_sec,
+                           wall_seconds=counters["wall_seconds"], report=report, model=self.model,
+                           eval_model=self.eval_model, history=self.history)
+

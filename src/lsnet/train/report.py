@@ -1,0 +1,137 @@
+"""Run-folder artifacts: loss/accuracy curves, confusion matrix (PNG) and a short markdown report.
+
+matplotlib is optional (`pip install lsnet[viz]`); without it the plots are skipped with a warning and the report
+still gets written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_logger = logging.getLogger(__name__)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _logger.warning("matplotlib is not installed; skipping plots (pip install 'lsnet[viz]')")
+        return None
+    return plt
+
+
+def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Train/eval loss and eval top-1 per epoch."""
+    plt = _pyplot()
+    if plt is None or not history:
+        return None
+    epochs = [row["epoch"] for row in history]
+    evaluated = [row for row in history if "val_top1" in row]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
+    if evaluated:
+        ax_loss.plot([r["epoch"] for r in evaluated], [r["val_loss"] for r in evaluated], marker="o", label="eval")
+        ax_acc.plot([r["epoch"] for r in evaluated], [r["val_top1"] for r in evaluated], marker="o", label="top-1")
+        if any("ema_val_top1" in r for r in evaluated):
+            ax_acc.plot([r["epoch"] for r in evaluated], [r.get("ema_val_top1") for r in evaluated], marker="o",
+                        label="EMA top-1")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="eval accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: str | Path, title: str = "") -> Path | None:
+    """Row-normalized confusion matrix (rows: true class) with counts in the cells."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    counts = confusion.double()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    n = len(counts)
+    names = list(classes) if classes else [str(i) for i in range(n)]
+    size = max(5.0, 0.55 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+        ax.set_xticks(range(n), names, rotation=45, ha="right")
+        ax.set_yticks(range(n), names)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def machine_summary() -> str:
+    import os
+
+    threads = torch.get_num_threads()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores visible, {threads} torch "
+            f"threads, {gpu}; torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history: list[dict[str, Any]],
+                 summary: dict[str, Any]) -> Path:
+    """report.md: what was trained, how, the final numbers, per-class accuracy, and the artifacts."""
+    run_dir = Path(run_dir)
+    lines = [
+        f"# {config['model']} on {config['dataset']}",
+        "",
+        f"Final test top-1 **{result.top1:.2f}%**, top-{result.topk} {result.top5:.2f}% on {result.num_images} "
+        f"{summary['eval_split']} images (model after the last epoch"
+        f"{', EMA weights' if config.get('model_ema') else ''}).",
+        f"Best top-1 during training: {summary['best_top1']:.2f}% at epoch {summary['best_epoch']} "
+        "(selected on the evaluation split; `best.safetensors`).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| epochs | {summary['epochs_done']} (+{config.get('cooldown_epochs', 0)} cooldown) |",
+        f"| learning rate | {summary['lr']:.3g} peak, global batch {summary['global_batch']} |",
+        f"| training throughput | {summary['train_images_per_sec']:.0f} img/s |",
+        f"| evaluation throughput | {result.images_per_sec:.0f} img/s (model), "
+        f"{result.end_to_end_images_per_sec:.0f} img/s (with data loading) |",
+        f"| wall time | {summary['wall_seconds'] / 60:.1f} min ({summary['train_seconds'] / 60:.1f} min training) |",
+        f"| parameters | {summary['params'] / 1e6:.3f} M |",
+        f"| input | {config['in_chans']} x {config['img_size']} x {config['img_size']} |",
+        f"| processes | {summary['world_size']} on {summary['device']} |",
+        f"| machine | {machine_summary()} |",
+    ]
+    if summary.get("skipped_images"):
+        lines.append(f"| unreadable images skipped | {summary['skipped_images']} |")
+    lines += ["", "## Recipe", "", "```yaml"]
+    keys = ("config", "opt", "lr", "weight_decay", "batch_size", "epochs", "warmup_epochs", "sched", "min_lr",
+            "smoothing", "aa", "scale", "reprob", "mixup", "cutmix", "clip_grad", "clip_mode", "drop_path", "model_ema",
+            "distillation_type", "teacher", "seed")
+    lines += [f"{k}: {json.dumps(config.get(k))}" for k in keys if k in config]
+    lines += ["```", "", "## Per-class accuracy (test)", "", "| class | accuracy (%) |", "|---|---|"]
+    names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
+    lines += [f"| {name} | {acc:.2f} |" for name, acc in zip(names, result.per_class_accuracy)]
+    lines += ["", "## Curves", "", "![curves](curves.png)", "", "![confusion matrix](confusion_matrix.png)", "",
+              "## Files", "",
+              "- `config.yaml`: the resolved configuration (re-run with `lsnet train --config config.yaml`)",
+              "- `metrics.jsonl`: one line per epoch",
+              "- `eval.json`: final evaluation, per-class and confusion matrix",
+              "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
+              "- `best.pth`, `best.safetensors`: the best epoch (full state / weights only)", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
