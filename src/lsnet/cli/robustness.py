@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from lsnet.analysis.erf import _channel_values, create_model, parse_model_spec
+    from lsnet.analysis.erf import create_model, parse_model_spec
     from lsnet.analysis.robustness import (
         CORRUPTIONS,
         EXTRA_CORRUPTIONS,
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         write_summary,
     )
     from lsnet.data import create_dataset, dataset_info
+    from lsnet.data.factory import channel_stats
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         s = dict(model.analysis_input)
         if not s.pop("from_checkpoint_config"):
             s.update({k: defaults[k] for k in ("img_size", "crop_pct", "interpolation") if k in defaults})
-            s.update(mean=_channel_values(defaults["mean"], s["in_chans"]),
-                     std=_channel_values(defaults["std"], s["in_chans"]))
+            s.update(mean=channel_stats(defaults["mean"], s["in_chans"]),
+                     std=channel_stats(defaults["std"], s["in_chans"]))
         if args.img_size:
             s["img_size"] = args.img_size
         if spec.label in models:
