@@ -95,3 +95,18 @@ def test_unreadable_checkpoint_files(tmp_path, capsys):
             load_checkpoint(tmp_path / name)
     assert main(["train", "--resume", str(tmp_path / "garbage.pth")]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_busy_cpus_drop_training_to_one_thread():
+    from lsnet.train.engine import _ThreadGuard
+
+    threads = torch.get_num_threads()
+    guard = _ThreadGuard(enabled=True)
+    try:
+        assert not any(guard.step(0.1) for _ in range(40))  # steady: best median 0.1 s
+        assert not any(guard.step(0.5) for _ in range(20))  # one slow window is a strike, not a switch
+        with pytest.warns(UserWarning, match="5x slower .*continuing with 1 thread"):
+            assert [guard.step(0.5) for _ in range(20)][-1]
+        assert torch.get_num_threads() == 1 and not guard.step(0.5)
+    finally:
+        torch.set_num_threads(threads)

@@ -11,6 +11,7 @@ rank 0 alone logs and writes files.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -84,6 +85,40 @@ def _threads_for_load() -> int | None:
     return None
 
 
+class _ThreadGuard:
+    """With --threads unset on CPU: drop to 1 thread when steps become 3x slower than the best seen, twice in a row.
+
+    That slowdown is other processes taking the cores (see `_threads_for_load`); one thread then runs 2-20x faster.
+    Runs that switch compute the rest with 1 thread (recorded in the config), so for a bit-exact resume after an
+    interruption pass --threads explicitly.
+    """
+
+    window = 20
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.best, self.strikes, self.times = math.inf, 0, []
+
+    def step(self, seconds: float) -> bool:
+        """Record one step's duration; True when it just switched to 1 thread."""
+        if not self.enabled:
+            return False
+        self.times.append(seconds)
+        if len(self.times) < self.window:
+            return False
+        median = sorted(self.times)[self.window // 2]
+        self.times.clear()
+        self.best = min(self.best, median)
+        self.strikes = self.strikes + 1 if median > 3 * self.best else 0
+        if self.strikes < 2:
+            return False
+        torch.set_num_threads(1)
+        self.enabled = False
+        warnings.warn(f"training steps became {median / self.best:.0f}x slower (other processes are using the CPUs): "
+                      "continuing with 1 thread; pass --threads N to choose", stacklevel=3)
+        return True
+
+
 def _worker_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + rank) % (2**63)
 
@@ -97,11 +132,13 @@ class Trainer:
         self.dist = dist_state
         self.device = dist_state.device
         self.main = dist_state.is_main
-        if cfg.threads is None and self.device.type == "cpu" and not dist_state.enabled:
+        auto_threads = cfg.threads is None and self.device.type == "cpu" and not dist_state.enabled
+        if auto_threads:
             cfg.threads = _threads_for_load()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         cfg.threads = torch.get_num_threads()  # recorded: a resumed run computes with the same thread count
+        self.thread_guard = _ThreadGuard(auto_threads and cfg.threads > 1)
         seed = cfg.seed + dist_state.rank
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -396,7 +433,7 @@ class Trainer:
         bar = tqdm(total=self.updates_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}", dynamic_ncols=True,
                    disable=cfg.quiet or not self.main, leave=False)
         loss_sum, images_seen, skipped = torch.zeros((), dtype=torch.float64), 0, 0
-        start = time.perf_counter()
+        start = step_start = time.perf_counter()
         for step, (images, targets, n_skipped) in enumerate(self.train_loader):
             skipped += n_skipped
             if images is None:
@@ -433,6 +470,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss_sum.item() / images_seen:.4f}", lr=f"{self._current_lr():.2e}",
                                 img_s=f"{rate:.0f}", refresh=False)
             bar.update()
+            now = time.perf_counter()
+            if self.thread_guard.step(now - step_start):
+                cfg.threads = 1
+            step_start = now
         bar.close()
         seconds = time.perf_counter() - start
         if not cfg.sched_on_updates:
