@@ -4,8 +4,10 @@ Each check takes a model name (any registered timm name) plus small sizes, so a 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import warnings
 from pathlib import Path
 
 import timm
@@ -151,3 +153,18 @@ def check_official_checkpoint(name: str, manifest: str, tmp_path: Path, input_si
         out = model(torch.randn(1, *input_size))
     assert torch.isfinite(out).all()
     return model
+
+
+@contextlib.contextmanager
+def onednn(enabled: bool):
+    """Switch oneDNN (mkldnn) convolutions on or off; setting up a new shape costs ~1-2 s on tiny models."""
+    flags = torch.backends.mkldnn.flags(enabled=enabled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a TF32-on-oneDNN notice emitted by flags()
+        flags.__enter__()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flags.__exit__(None, None, None)

@@ -5,9 +5,6 @@ dominates tests on tiny models (the native convolution computes the same thing).
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import pytest
 import timm
 import torch
@@ -19,6 +16,7 @@ from contract import (
     check_official_checkpoint,
     check_state_dict_round_trip,
     count_params,
+    onednn,
     random_official_state_dict,
     read_manifest,
 )
@@ -30,23 +28,9 @@ TINY_INPUT = (3, 64, 64)
 TINY_ISO = dict(dim=32, depth=3, head_hidden_dim=32, kernel_size=5)  # conv2former_is shrunk for speed
 
 
-@contextlib.contextmanager
-def _onednn(enabled: bool):
-    flags = torch.backends.mkldnn.flags(enabled=enabled)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a TF32-on-oneDNN notice emitted by flags()
-        flags.__enter__()
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            flags.__exit__(None, None, None)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _native_conv():
-    with _onednn(False):
+    with onednn(False):
         yield
 
 
@@ -187,14 +171,14 @@ def _official_forward(state: dict, x: torch.Tensor, depths: tuple[int, ...]) -> 
 def test_official_checkpoint_loads_and_matches_official_forward(tmp_path):
     """Official key layout (manifest) through timm's pretrained path (CheckpointSaver container); same logits as
     the official forward written against the official keys."""
-    with _onednn(True):  # depthwise convs of a full-size model: oneDNN is much faster than the native path
+    with onednn(True):  # depthwise convs of a full-size model: oneDNN is much faster than the native path
         model = check_official_checkpoint("conv2former_n", "conv2former_n", tmp_path, input_size=(3, 64, 64),
                                           container="state_dict")
     official = random_official_state_dict("conv2former_n")
     official = {k: v * 25 if "layer_scale" in k else v for k, v in official.items()}  # let every block matter
     model.load_state_dict(checkpoint_filter_fn(official, model))
     x = torch.randn(2, *TINY_INPUT)
-    with torch.no_grad(), _onednn(True):
+    with torch.no_grad(), onednn(True):
         expected = _official_forward(official, x, depths=(2, 2, 8, 2))
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
 

@@ -5,9 +5,6 @@ oneDNN is switched off in this module (per-shape kernel setup dominates on tiny 
 """
 from __future__ import annotations
 
-import contextlib
-import warnings
-
 import pytest
 import timm
 import torch
@@ -19,6 +16,7 @@ from contract import (
     check_forward_backward,
     check_state_dict_round_trip,
     count_params,
+    onednn,
     random_official_state_dict,
     read_manifest,
 )
@@ -31,23 +29,9 @@ TINY = "lkca_test"
 TINY_INPUT = (3, 32, 32)
 
 
-@contextlib.contextmanager
-def _onednn(enabled: bool):
-    flags = torch.backends.mkldnn.flags(enabled=enabled)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a TF32-on-oneDNN notice emitted by flags()
-        flags.__enter__()
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            flags.__exit__(None, None, None)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _native_conv():
-    with _onednn(False):
+    with onednn(False):
         yield
 
 
