@@ -21,6 +21,7 @@ import torch
 
 from ..deploy import fuse as fuse_model
 from .flops import count_macs
+from .plots import pyplot, save_figure
 
 
 @dataclass
@@ -161,10 +162,7 @@ def write_results(results: Sequence[BenchResult], out_dir: str | Path, stem: str
         writer.writerows(rows)
     paths = [json_path, csv_path]
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return paths
     batch = max(r.batch for r in results)
@@ -179,11 +177,7 @@ def write_results(results: Sequence[BenchResult], out_dir: str | Path, stem: str
     ax.set_xlabel(f"images/s (batch {batch}, {chosen[0].threads} threads)")
     ax.set_ylabel("top-1 accuracy (%)" if use_accuracy else "GMACs")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    png = out_dir / f"{stem}.png"
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-    return [*paths, png]
+    return [*paths, save_figure(fig, out_dir / f"{stem}.png", dpi=120)]
 
 
 def format_table(results: Sequence[BenchResult]) -> str:

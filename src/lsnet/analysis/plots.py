@@ -29,6 +29,15 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str | os.PathLike, tight: bool = True, dpi: float | None = None) -> Path:
+    """Lay out (unless `tight` is False), write `fig` to `path` (at `dpi`, default the figure's), close it."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
+
+
 def log_relative(contrib: np.ndarray, decades: float = DECADES) -> np.ndarray:
     """log10(contrib / max), clipped to [-decades, 0]: scale-free, so models with different gradient magnitudes
     share one colour scale."""
@@ -50,10 +59,7 @@ def erf_heatmap(contrib: np.ndarray, path: str | os.PathLike, title: str = "", d
         ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, orientation="horizontal", fraction=0.05, pad=0.03,
                  label="log10(contribution / peak)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def erf_comparison(results: Sequence[Any], path: str | os.PathLike, decades: float = DECADES,
@@ -93,9 +99,7 @@ def erf_comparison(results: Sequence[Any], path: str | os.PathLike, decades: flo
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     fig.subplots_adjust(left=0.02, right=0.92, top=0.86, bottom=0.2)
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, tight=False)
 
 
 def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -125,10 +129,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, path: str | os.PathLike, title:
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def channel_grid(maps: np.ndarray, path: str | os.PathLike, title: str = "", labels: Sequence[str] = ()) -> Path:
@@ -143,10 +144,7 @@ def channel_grid(maps: np.ndarray, path: str | os.PathLike, title: str = "", lab
             ax.set_title(labels[i], fontsize=6)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
@@ -180,7 +178,4 @@ def robustness_plot(summary: dict[str, Any], path: str | os.PathLike) -> Path:
     ax_sev.set_ylabel("mean accuracy over corruptions (%)")
     ax_sev.set_xticks([0, *severities])
     ax_sev.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

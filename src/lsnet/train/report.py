@@ -13,19 +13,18 @@ from typing import Any
 
 import torch
 
+from ..analysis.plots import pyplot, save_figure
+
 _logger = logging.getLogger(__name__)
 
 
 def _pyplot():
+    """matplotlib.pyplot, or None (with a warning) when it is not installed: the report is written anyway."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return pyplot()
     except ImportError:
         _logger.warning("matplotlib is not installed; skipping plots (pip install 'lsnet[viz]')")
         return None
-    return plt
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
@@ -48,10 +47,7 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: str | Path, title: str = "") -> Path | None:
@@ -74,10 +70,7 @@ def plot_confusion(confusion: torch.Tensor, classes: tuple[str, ...], path: str 
         ax.set_xticks(range(n), names, rotation=45, ha="right")
         ax.set_yticks(range(n), names)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def machine_summary() -> str:
