@@ -245,3 +245,16 @@ def test_erf_cli(image_dir, tmp_path):
                  "erf_lsnet_test.npy", "config.yaml"):
         assert (out / name).is_file(), name
     assert "nolkp" in (out / "erf.md").read_text()
+
+
+def test_erf_cli_missing_image_folder_is_one_line(tmp_path, capsys):
+    from lsnet.cli.main import main
+
+    missing = str(tmp_path / "nowhere")
+    args = ["erf", "--models", "lsnet_test", "--images", missing, "--num-images", "1", "--img-size", "32",
+            "--output", str(tmp_path / "out")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: image folder") and missing in err and "pass 'photos'" in err
+    with pytest.raises(FileNotFoundError):  # -v keeps the traceback
+        main(["-v", *args])

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,18 +41,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from lsnet.train import evaluate_checkpoint
-    from lsnet.train.errors import USER_ERRORS
 
-    try:
-        result = evaluate_checkpoint(
-            args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-            img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes, batch_size=args.batch_size,
-            workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device, amp=args.amp,
-            use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
-            progress=not args.quiet)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = evaluate_checkpoint(
+        args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+        img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes, batch_size=args.batch_size,
+        workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device, amp=args.amp,
+        use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
+        progress=not args.quiet)
     extra = result.extra
     fused = " (fused)" if args.fuse else ""
     print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']}: {result.summary()}")

@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except Exception as err:  # a condition the user can act on becomes one line; -v keeps the traceback
+        from lsnet.train.errors import USER_ERRORS
+
+        if args.verbose or not isinstance(err, (*USER_ERRORS, FileNotFoundError)):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

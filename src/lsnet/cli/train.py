@@ -59,7 +59,6 @@ def _spawn(cfg, nproc: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from lsnet.train.config import list_presets, load_preset, resolve_config
-    from lsnet.train.errors import USER_ERRORS
 
     if args.list_configs:
         for name in list_presets():
@@ -74,9 +73,6 @@ def run(args: argparse.Namespace) -> int:
         from lsnet.train import train
 
         train(cfg)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted; continue with `lsnet train --resume <run folder>`", file=sys.stderr)
         return 130
