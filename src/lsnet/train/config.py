@@ -195,7 +195,6 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
-_CLI_ONLY = ("config",)
 
 
 def _flag(name: str) -> str:

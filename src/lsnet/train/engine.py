@@ -403,17 +403,17 @@ class Trainer:
             return self.criterion(images, outputs, targets)
         return self.criterion(outputs, targets)
 
-    def _check_finite(self, loss: torch.Tensor, epoch: int, step: int) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.device)
-        if self.dist.enabled:
-            bad = all_reduce_sum(bad, self.dist)
-        if bad.item() == 0:
+    def _check_finite(self, loss_value: float, epoch: int, step: int) -> None:
+        bad = 0.0 if math.isfinite(loss_value) else 1.0
+        if self.dist.enabled:  # every rank must stop together
+            bad = all_reduce_sum(torch.tensor([bad], device=self.device), self.dist).item()
+        if bad == 0:
             return
         last = self.run_dir / ckpt.LAST
         kept = (f"the last good checkpoint {str(last)!r} (epoch {self.history[-1]['epoch']}) is intact; resume from it"
                 if last.exists() and self.history else "no checkpoint had been written yet; restart")
         raise NonFiniteLossError(
-            f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {self._current_lr():.3g}); stopped "
+            f"loss became {loss_value} at epoch {epoch + 1}, step {step + 1} (lr {self._current_lr():.3g}); stopped "
             f"before the update. {kept} with a lower --lr, --clip-grad, or check the data")
 
     def _current_lr(self) -> float:
@@ -432,7 +432,7 @@ class Trainer:
         num_updates = epoch * self.updates_per_epoch
         bar = tqdm(total=self.updates_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}", dynamic_ncols=True,
                    disable=cfg.quiet or not self.main, leave=False)
-        loss_sum, images_seen, skipped = torch.zeros((), dtype=torch.float64), 0, 0
+        loss_sum, images_seen, skipped = 0.0, 0, 0
         start = step_start = time.perf_counter()
         for step, (images, targets, n_skipped) in enumerate(self.train_loader):
             skipped += n_skipped
@@ -450,7 +450,8 @@ class Trainer:
             with autocast_context(self.device, self.amp_dtype):
                 outputs = model(images)
                 loss = self._loss(images, outputs, targets)
-            self._check_finite(loss, epoch, step)
+            loss_value = loss.item()  # the one host sync per step
+            self._check_finite(loss_value, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.clip_grad:
@@ -463,11 +464,11 @@ class Trainer:
                 self.ema.update(self.model, step=num_updates)
             if cfg.sched_on_updates:
                 self.scheduler.step_update(num_updates=num_updates)
-            loss_sum += loss.detach().double().cpu() * len(images)
+            loss_sum += loss_value * len(images)
             images_seen += len(images)
             if step % 10 == 0 or step + 1 == self.updates_per_epoch:
                 rate = images_seen * self.dist.world_size / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss_sum.item() / images_seen:.4f}", lr=f"{self._current_lr():.2e}",
+                bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", lr=f"{self._current_lr():.2e}",
                                 img_s=f"{rate:.0f}", refresh=False)
             bar.update()
             now = time.perf_counter()
@@ -478,7 +479,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         if not cfg.sched_on_updates:
             self.scheduler.step(epoch + 1)
-        totals = all_reduce_sum(torch.tensor([loss_sum.item(), images_seen, skipped], dtype=torch.float64,
+        totals = all_reduce_sum(torch.tensor([loss_sum, images_seen, skipped], dtype=torch.float64,
                                              device=self.device if self.device.type == "cuda" else "cpu"),
                                 self.dist).cpu()
         images_total = int(totals[1])
