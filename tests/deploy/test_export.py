@@ -83,3 +83,15 @@ def test_conv_relu_fusion_matches_and_keeps_autograd():
     out = fused(x.requires_grad_())  # grad enabled: the standard conv + relu path, so gradients flow
     out.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_conv_relu_fast_path_respects_the_onednn_switch():
+    from lsnet.layers.conv_bn import _POINTWISE, Conv2dReLU
+
+    conv = Conv2dReLU(8, 8, 1).eval()
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert conv._fast_path_ok(x) == (_POINTWISE is not None)
+        with torch.backends.mkldnn.flags(enabled=False):
+            assert not conv._fast_path_ok(x)
+            torch.testing.assert_close(conv(x), torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias)))

@@ -95,7 +95,9 @@ class Conv2dReLU(nn.Conv2d):
         return fused
 
     def _fast_path_ok(self, x: torch.Tensor) -> bool:
-        if _POINTWISE is None or x.device.type != "cpu" or x.dtype != torch.float32:
+        if _POINTWISE is None or not torch.backends.mkldnn.enabled:  # respect torch.backends.mkldnn.flags()
+            return False
+        if x.device.type != "cpu" or x.dtype != torch.float32:
             return False
         if not x.is_contiguous(memory_format=torch.channels_last):  # measured faster in channels_last only
             return False
