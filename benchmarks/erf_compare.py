@@ -73,6 +73,8 @@ def main() -> int:
                   "--output", str(out), *threads, "--title",
                   f"ERF at stride 16, trained vs random init, {args.num_images} Fashion-MNIST test images, "
                   f"{img_size} px  |  python benchmarks/erf_compare.py --checkpoint ..."])
+    if code:
+        return code
     shutil.copy(out / "erf_compare.png", figures / "erf_trained.png")
     shutil.copy(out / "erf.md", figures / "erf_trained.md")
     return code

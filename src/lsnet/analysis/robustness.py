@@ -8,7 +8,9 @@ and normalized. Every (corruption, severity, image index) draws from its own see
 
     from lsnet.analysis.robustness import corrupt_image, evaluate_robustness
     noisy = corrupt_image(gray_28x28_uint8, "gaussian_noise", severity=3, seed=0)   # (28, 28) uint8
-    summary = evaluate_robustness({"lsnet_t": model, "baseline": other}, dataset, baseline="baseline")
+    gray28 = dict(img_size=28, in_chans=1, mean=(0.286,), std=(0.353,), crop_pct=1.0, interpolation="bilinear")
+    summary = evaluate_robustness({"lsnet_t": model, "baseline": other}, dataset,
+                                  settings={"lsnet_t": gray28, "baseline": gray28}, baseline="baseline")
     summary["mce"]["lsnet_t"]     # mean corruption error, % of the baseline's
 
 Grayscale images (Fashion-MNIST) are repeated to 3 channels for the corruption and brought back to one channel with
