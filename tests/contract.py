@@ -5,9 +5,11 @@ Each check takes a model name (any registered timm name) plus small sizes, so a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import re
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import timm
@@ -16,7 +18,7 @@ from timm.utils import reparameterize_model
 
 import lsnet  # noqa: F401  (registers the models)
 
-MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "manifests"
+MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"  # official key names and shapes
 _SHAPE = re.compile(r"^(\S+)\t\((.*)\)$")
 
 
@@ -25,7 +27,7 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def read_manifest(name: str) -> tuple[dict[str, tuple[int, ...]], int]:
-    """Official key -> shape, and the trainable-parameter total from the header, of `manifests/<name>.txt`."""
+    """Official key -> shape, and the trainable-parameter total from the header, of `fixtures/manifests/<name>.txt`."""
     path = MANIFESTS / f"{name}.txt"
     shapes, total = {}, None
     for line in path.read_text().splitlines():
@@ -81,14 +83,16 @@ def check_forward_backward(name: str, input_size: tuple[int, int, int], num_clas
 
 
 def check_features(name: str, input_size: tuple[int, int, int], out_indices=(0, 1, 2, 3), **kwargs) -> None:
-    """features_only maps match feature_info channels and reductions; forward_intermediates agrees."""
+    """features_only maps match feature_info channels and reductions (height and width: pass H != W);
+    forward_intermediates agrees."""
     model = timm.create_model(name, features_only=True, out_indices=out_indices, **kwargs).eval()
     x = torch.randn(1, *input_size)
     feats = model(x)
     assert len(feats) == len(out_indices)
     for feat, chs, reduction in zip(feats, model.feature_info.channels(), model.feature_info.reduction()):
         assert feat.shape[1] == chs, (feat.shape, chs)
-        assert feat.shape[-1] == -(-input_size[-1] // reduction) or feat.shape[-1] == input_size[-1] // reduction
+        for got, side in zip(feat.shape[-2:], input_size[-2:]):  # height and width: floor or ceil of side / reduction
+            assert got in (side // reduction, -(-side // reduction)), (tuple(feat.shape), input_size, reduction)
 
     full = timm.create_model(name, **kwargs).eval()
     with torch.no_grad():
@@ -136,19 +140,41 @@ def check_fuse(name: str, input_size: tuple[int, int, int], rtol: float = 1e-5, 
     assert ((got - expected).abs().max() / scale) < rtol, f"fused differs: {(got - expected).abs().max()} / {scale}"
 
 
+def _fingerprint(tensor: torch.Tensor) -> tuple:
+    """(dtype, numel, sha1 of the values): equal for equal values in any shape (a reshaped copy matches)."""
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return tensor.dtype, tensor.numel(), hashlib.sha1(data).hexdigest()
+
+
+def check_same_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], expected_name: str,
+                       got_name: str) -> None:
+    """The floating tensors of both state dicts are the same multiset of values, whatever the keys.
+
+    Random tensors are unique, so this proves every tensor was loaded unchanged (up to a reshape) somewhere and
+    nothing in `got` kept its initialisation; names the first unmatched keys of each side.
+    """
+    want = {k: _fingerprint(v) for k, v in expected.items() if v.is_floating_point()}
+    have = {k: _fingerprint(v) for k, v in got.items() if v.is_floating_point()}
+    spare = Counter(have.values()) - Counter(want.values())
+    lacking = Counter(want.values()) - Counter(have.values())
+    missing = [k for k, f in want.items() if lacking[f] > 0]
+    extra = [k for k, f in have.items() if spare[f] > 0]
+    assert not missing and not extra, (
+        f"{len(missing)} tensors of the {expected_name} not found by value in the {got_name} (first: {missing[:5]}); "
+        f"{len(extra)} tensors of the {got_name} not from the {expected_name} (first: {extra[:5]})"
+    )
+
+
 def check_official_checkpoint(name: str, manifest: str, tmp_path: Path, input_size=(3, 224, 224),
                               container: str | None = "model", **kwargs) -> torch.nn.Module:
-    """Random tensors of the official layout load strictly through timm's pretrained path (file overlay)."""
+    """Random tensors of the official layout load strictly through timm's pretrained path (file overlay), and
+    every floating tensor of the file is, by value, exactly one floating tensor of the model and vice versa."""
     state = random_official_state_dict(manifest)
     payload = {container: state, "epoch": 3} if container else state
     path = tmp_path / f"{manifest}.pth"
     torch.save(payload, path)
     model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs).eval()
-    own = model.state_dict()
-    # every official tensor landed somewhere: compare sums of all loaded parameters
-    loaded = sum(float(v.double().sum()) for k, v in state.items() if v.is_floating_point())
-    ours = sum(float(v.double().sum()) for v in own.values() if v.is_floating_point())
-    assert abs(loaded - ours) < 1e-6 * max(1.0, abs(loaded)), (loaded, ours)
+    check_same_tensors(state, model.state_dict(), "official file", "loaded model")
     with torch.no_grad():
         out = model(torch.randn(1, *input_size))
     assert torch.isfinite(out).all()

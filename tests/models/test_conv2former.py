@@ -135,7 +135,7 @@ def _layer_norm_cf(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
 
 
 def _official_forward(state: dict, x: torch.Tensor, depths: tuple[int, ...]) -> torch.Tensor:
-    """The official Conv2Former forward (eval), written against its state dict (ARCHITECTURES.md §2)."""
+    """The official Conv2Former forward (eval; models/conv2former.py @ 94fd1c4), written against its state dict."""
     conv, gelu = torch.nn.functional.conv2d, torch.nn.functional.gelu
 
     def bn(t, p):

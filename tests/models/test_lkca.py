@@ -87,6 +87,7 @@ def test_forward_backward():
 def test_features():
     check_features(TINY, TINY_INPUT, out_indices=(0, 1))
     check_features(TINY, (3, 64, 64), out_indices=(1,), img_size=64)
+    check_features(TINY, (3, 48, 24), out_indices=(0, 1))  # H != W: heights checked too
     check_features(TINY, TINY_INPUT, out_indices=(0, 1), mixer="mhsa", class_token=True)
 
 

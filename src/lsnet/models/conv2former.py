@@ -1,6 +1,6 @@
 """Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition (Hou et al., TPAMI 2024), for timm.
 
-Architecture as the official PyTorch code implements it (shared/specs/ARCHITECTURES.md §2): a stride-4 stem
+Architecture as the official PyTorch code implements it (HVision-NKU/Conv2Former @ 94fd1c4): a stride-4 stem
 (conv3x3 s2 -> GELU -> BN -> conv3x3 -> GELU -> BN -> conv2x2 s2), four stages of convolutional-modulation blocks
 behind LayerNorm + 2x2 stride-2 downsamplers, and a 1x1 conv head (C4 -> 1280) -> GELU -> LayerNorm -> global
 average pool -> linear classifier. Every LayerNorm is channels-first with eps 1e-6.
@@ -533,7 +533,7 @@ def _cfg(**kwargs) -> dict:
         "interpolation": "bicubic",
         "fixed_input_size": False,
         # official model cfg (timm ViT _cfg): 0.5 / 0.5. The official README says ImageNet mean/std instead;
-        # which one the released weights expect is ambiguous (ARCHITECTURES.md §5 item 9).
+        # which one the released weights expect is ambiguous (docs/models/conv2former.md).
         "mean": (0.5, 0.5, 0.5),
         "std": (0.5, 0.5, 0.5),
         "first_conv": "stem.conv1",

@@ -1,9 +1,9 @@
 """LKCA-ViT: Interpreting and Improving Attention From the Perspective of Large Kernel Convolution (Li et al.,
 arXiv 2401.05738), plus the plain-ViT baselines it is compared with, for timm.
 
-Architecture as the official trainer implements it (shared/specs/ARCHITECTURES.md §4; the code lives in
-CatworldLee/LKCA-MiniViTsTrainer-Pytorch-CIFAR-TinyImageNet, not at the URL printed in the paper): p x p patches
--> linear embedding + learned absolute position embedding (no class token) -> `depth` pre-norm blocks
+Architecture as the official trainer implements it (CatworldLee/LKCA-MiniViTsTrainer-Pytorch-CIFAR-TinyImageNet
+@ 7b9370a; not the URL printed in the paper): p x p patches -> linear embedding + learned absolute position
+embedding (no class token) -> `depth` pre-norm blocks
 [x + drop_path(LKCA(LN(x))), x + drop_path(FFN(LN(x)))] -> mean over tokens -> LayerNorm -> linear classifier.
 
 LKCA (paper §III-B) on an s x s token grid, x: (B, N = s*s, C):

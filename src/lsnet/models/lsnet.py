@@ -1,6 +1,6 @@
 """LSNet: See Large, Focus Small (Wang et al., CVPR 2025), as a timm model family.
 
-Architecture as the official code implements it (shared/specs/ARCHITECTURES.md §1): a stride-8 conv stem, four
+Architecture as the official code implements it (jameslahm/lsnet @ cbe737c): a stride-8 conv stem, four
 stages whose blocks alternate [RepVGG-DW + SE, LS conv] (stage 4: [RepVGG-DW + SE, attention]), each followed by
 a residual FFN, and a BN-Linear head (plus a distillation head in the `_distilled` variants).
 

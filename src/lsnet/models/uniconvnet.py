@@ -1,6 +1,6 @@
 """UniConvNet (Wang et al., ICCV 2025, arXiv:2508.09000) as a timm model family.
 
-Architecture as the official code implements it (shared/specs/ARCHITECTURES.md §3): a stride-4 two-conv stem,
+Architecture as the official code implements it (ai-paperwithcode/UniConvNet @ 5d66e89): a stride-4 two-conv stem,
 four stages of blocks [RFA -> DCNv3 -> MLP] (three layer-scaled residuals), LayerNorm + 3x3 stride-2 conv
 downsamplers, and a pool -> LayerNorm -> Linear head. The DCNv3 op is pure PyTorch (`lsnet.ops.dcnv3`), so the
 models run on CPU and GPU without compiling anything. Variants A-P2 use 8 channels per DCN group, N0-XL 16
