@@ -21,6 +21,7 @@ from contract import (
 )
 from lsnet.deploy import fuse, is_fused
 from lsnet.models.lsnet import checkpoint_filter_fn, relative_offset_index
+from lsnet.ops import ska_backend
 
 OFFICIAL = {  # our name -> official manifest
     "lsnet_t": "lsnet_t",
@@ -30,7 +31,7 @@ OFFICIAL = {  # our name -> official manifest
     "lsnet_s_distilled": "lsnet_s_distill",
     "lsnet_b_distilled": "lsnet_b_distill",
 }
-# BN-fused counts of the official flops.py (PAPER_NUMBERS.md), which the paper rounds to 11.4M / 16.1M / 23.2M
+# BN-fused counts of the official flops.py (@ cbe737c), which the paper rounds to 11.4M / 16.1M / 23.2M
 FUSED_PARAMS = {"lsnet_t": 11_370_000, "lsnet_s": 16_098_000, "lsnet_b": 23_249_000}
 TINY = "lsnet_test"
 TINY_INPUT = (3, 64, 64)
@@ -107,6 +108,60 @@ def test_pretrained_cfgs():
     assert cfg["classifier"] == "head.fc" and cfg["first_conv"] == "stem.0.conv"
     assert timm.create_model("lsnet_b_distilled").pretrained_cfg["classifier"] == ("head.fc", "head_dist.fc")
     assert {"lsnet_t", "lsnet_s", "lsnet_b", "lsnet_t_distilled"} <= set(timm.list_models("lsnet*"))
+
+
+def _golden_official_state_dict() -> dict[str, torch.Tensor]:
+    """Official-layout tensors (keys and order of `fixtures/manifests/lsnet_golden.txt`), float64, seed 0.
+
+    One N(0, 1) draw per floating tensor in file order: running_var 0.5 + |z|; BN/GroupNorm weights 1 + 0.1 z;
+    conv/linear weights z / sqrt(fan_in); attention_biases z; other biases and running_mean 0.1 z. Integer
+    buffers (num_batches_tracked, attention_bias_idxs) are zeros and take no draw.
+    """
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in read_manifest("lsnet_golden")[0].items():
+        if key.endswith(("num_batches_tracked", "_idxs")):
+            state[key] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        z = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if key.endswith("running_var"):
+            state[key] = 0.5 + z.abs()
+        elif key.endswith(("bn.weight", "norm.weight")):
+            state[key] = 1 + 0.1 * z
+        elif len(shape) > 1 and not key.endswith("attention_biases"):
+            state[key] = z / (z[0].numel() ** 0.5)
+        else:
+            state[key] = z if key.endswith("attention_biases") else 0.1 * z
+    return state
+
+
+# Logits of the official code: github.com/THU-MIG/lsnet (= jameslahm/lsnet) @ cbe737c92b7c, model/lsnet.py run
+# unmodified on CPU in float64 (torch.set_default_dtype(torch.float64)) with timm 1.0.31, as
+#   LSNet(img_size=224, patch_size=8, num_classes=5, embed_dim=[16, 32, 48, 64], depth=[1, 2, 1, 2],
+#         num_heads=[1, 1, 1, 2], distillation=True)
+# (every block type, a 4x4 stage-4 grid with its 16-entry bias table, and the averaged distillation head),
+# with `_golden_official_state_dict()` loaded by load_state_dict (keys and shapes: that model's state_dict, stored
+# as fixtures/manifests/lsnet_golden.txt), then .eval(), on the seed-1 float64 input below. Two things were
+# swapped in the throw-away harness, never in the model file: the official SKA is a Triton kernel (model/ska.py),
+# replaced by a plain PyTorch module computing the same formula, o[b,c,h,w] = sum_{kh,kw} x[b,c,h+kh-1,w+kw-1] *
+# w[b, c mod (C/8), 3 kh + kw, h, w] with zero padding (F.unfold of x times w tiled C/(C/8) times along channels,
+# summed over the 9 taps); and timm.models.registry.register_model was made a no-op before the import (the
+# file's timm-0.5.4-era cfg dicts do not register in timm 1.x; the test builds the class directly).
+GOLDEN = [[-3.7425272663120817, 0.6145381456636891, -1.0701710275186558, 1.2741660586086532, -2.0942374428304595],
+          [-2.559777303550595, -0.5313308380491853, -0.9451504632274256, -0.02888567009851939, -2.616104915078644]]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_golden_output_of_official_code(backend):
+    model = timm.create_model(TINY, img_size=224, num_classes=5, distilled=True).double()
+    model.load_state_dict(checkpoint_filter_fn(_golden_official_state_dict(), model))
+    model.eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with ska_backend(backend), torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out, torch.tensor(GOLDEN, dtype=torch.float64), rtol=1e-10, atol=1e-12,
+                               msg=lambda m: f"{m}\nregenerate GOLDEN by running the official code as described "
+                                             "above the GOLDEN constant")
 
 
 # ------------------------------------------------------------------------------------------- timm contract
