@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lsnet.ops import ska, ska_backend, ska_cpu, ska_reference
+from lsnet.ops import resolve_ska_backend, ska, ska_backend, ska_cpu, ska_reference
 
 # (B, C, H, W, weight channels, k): batch 1, odd sizes, H or W = 1, C/CW not a power of two, k = 5
 SHAPES = [
@@ -146,10 +146,32 @@ def test_input_validation(x_shape, w_shape, dtype, error, match):
 
 
 def test_mixed_dtypes_and_devices_rejected():
-    with pytest.raises(TypeError, match="share a dtype"):
+    with pytest.raises(TypeError, match=r"share a dtype.*\(cast one of them\)"):
         ska(torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4, dtype=torch.float64))
-    with pytest.raises(ValueError, match="same device"):
+    with pytest.raises(ValueError, match=r"same device; got cpu and meta \(move one with \.to\(x\.device\)\)"):
         ska(torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4, device="meta"))
+    with ska_backend("cpu"), pytest.raises(RuntimeError, match="needs CPU tensors.*LSNET_SKA_BACKEND=auto"):
+        resolve_ska_backend(torch.device("cuda"))
+
+
+def test_the_custom_ops_check_their_inputs_too():
+    """torch.ops.lsnet.ska called directly (as compiled graphs do) never hands a bad shape to a kernel."""
+    x, w = torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4)
+    with pytest.raises(ValueError, match="multiple of weight channels"):
+        torch.ops.lsnet.ska(x, torch.ones(1, 3, 9, 4, 4))
+    with pytest.raises(ValueError, match=r"grad_out must have x's shape \(1, 8, 4, 4\); got \(1, 8, 4, 5\)"):
+        torch.ops.lsnet.ska_backward(torch.ones(1, 8, 4, 5), x, w, True, True)
+    with pytest.raises(TypeError, match=r"dtype must be one of.*\(cast with \.float\(\)\)"):
+        torch.ops.lsnet.ska(x.int(), w.int())
+
+
+def test_empty_inputs():
+    for shape in ((0, 8, 4, 4), (2, 8, 0, 3), (2, 0, 3, 3)):
+        x = torch.randn(shape, requires_grad=True)
+        w = torch.randn(shape[0], 2, 9, *shape[2:], requires_grad=True)
+        out = ska(x, w)
+        out.sum().backward()
+        assert out.shape == x.shape and not w.grad.any() and x.grad.shape == x.shape
 
 
 def test_flop_counter_sees_k2_macs_per_output():

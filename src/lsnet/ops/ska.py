@@ -10,9 +10,13 @@ Backends (one op, several implementations):
 one cannot run. Force one with `LSNET_SKA_BACKEND=<name>` or `set_ska_backend(name)`; a forced backend that
 cannot run raises instead of falling back.
 
-The op is registered as `torch.ops.lsnet.ska` (a `torch.library.custom_op` with a fake kernel and autograd),
-so torch.compile/torch.export see one opaque node, and `torch.utils.flop_counter` counts it as k*k
-multiply-adds per output element.
+The op is registered as `torch.ops.lsnet.ska` (a `torch.library.custom_op` with a fake kernel and autograd;
+its backward is `torch.ops.lsnet.ska_backward`), so torch.compile/torch.export see one opaque node, and
+`torch.utils.flop_counter` counts it as k*k multiply-adds per output element. Both ops check their inputs.
+
+Layouts: inputs may have any strides. The ops allocate every output themselves, by one rule that the real and the
+fake kernels share (`_empty_outputs`): out and grad x are channels_last when x lies B, H, W, C in memory
+(`output_layout`), else contiguous; grad weight is dense in weight's memory order. Backends fill those tensors.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ def _triton_runs_on(device: torch.device) -> str | None:
 
 def _cpu_runs_on(device: torch.device) -> str | None:
     if device.type != "cpu":
-        return f"the cpu backend needs CPU tensors (got {device.type})"
+        return f"the cpu backend needs CPU tensors (got {device.type}); use LSNET_SKA_BACKEND=auto or move them"
     from . import ska_cpu
 
     try:
@@ -139,9 +143,11 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor) -> None:
             "weight channel c % (C//G)"
         )
     if x.device != weight.device:
-        raise ValueError(f"ska: x and weight must be on the same device; got {x.device} and {weight.device}")
+        raise ValueError(f"ska: x and weight must be on the same device; got {x.device} and {weight.device} "
+                         "(move one with .to(x.device))")
     if x.dtype not in SUPPORTED_DTYPES or weight.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"ska: dtype must be one of float16/bfloat16/float32/float64; got {x.dtype} and {weight.dtype}")
+        raise TypeError(f"ska: dtype must be one of float16/bfloat16/float32/float64; got {x.dtype} and {weight.dtype} "
+                        "(cast with .float())")
     if x.dtype != weight.dtype:
         raise TypeError(f"ska: x and weight must share a dtype; got {x.dtype} and {weight.dtype} (cast one of them)")
 
@@ -214,7 +220,8 @@ def _ska_backward_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check_inputs(x, weight)
     if grad_out.shape != x.shape:
-        raise ValueError(f"ska: grad_out must have x's shape {tuple(x.shape)}; got {tuple(grad_out.shape)}")
+        raise ValueError(f"ska: grad_out must have x's shape {tuple(x.shape)}; got {tuple(grad_out.shape)} "
+                         "(pass the gradient of ska's output)")
     grad_x, grad_w = _empty_outputs(x, weight, need_x, need_weight)
     if x.numel() == 0:
         grad_w.zero_()
