@@ -23,8 +23,9 @@ Backends:
 `LSNET_DCNV3_BACKEND=<name>`. Both compute in at least float32 (float16/bfloat16 inputs are upcast, like the
 official kernel's opmath; the result has value's dtype) and in float64 for float64 inputs. Both use only standard
 PyTorch ops (no custom op), so tracing, torch.compile and ONNX export see ordinary graphs (grid_sample needs ONNX
-opset >= 16). Inputs may have any strides (reshape copies where it must). `torch.utils.flop_counter` counts neither grid_sample nor the mask-weighted sum, so FLOP counts made
-with it leave out the sampling (as fvcore does for the official CUDA op).
+opset >= 16). Inputs may have any strides (reshape copies where it must). `torch.utils.flop_counter` counts neither
+grid_sample nor the mask-weighted sum, so FLOP counts made with it leave out the sampling (as fvcore does for the
+official CUDA op).
 """
 from __future__ import annotations
 
