@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strided import LAYOUTS, strided
 
 from lsnet.layers.dcnv3 import DCNv3
 from lsnet.ops.dcnv3 import dcnv3, dcnv3_grid_sample, dcnv3_output_size, dcnv3_reference, set_dcnv3_backend
@@ -199,7 +202,8 @@ def test_backend_selection(monkeypatch):
     (dict(group=3), "group must be a positive divisor of value channels"),
     (dict(stride=0), "stride must be an int >= 1"),
     (dict(mask=torch.zeros(1, 4, 4, 18, dtype=torch.float32)), "must share a dtype"),
-    (dict(value=torch.zeros(1, 4, 4, 4, dtype=torch.int64)), "dtypes must be"),
+    (dict(value=torch.zeros(1, 4, 4, 4, dtype=torch.int64)), r"dtypes must be.*\(cast with \.float\(\)\)"),
+    (dict(mask=torch.zeros(1, 4, 4, 18, dtype=F64, device="meta")), r"one device.*\(move them with \.to\(value"),
     (dict(pad=0, kernel_size=5), "too small"),
     (dict(backend="cuda"), "unknown backend"),
     (dict(offset="x"), "offset must be a tensor"),
@@ -236,3 +240,49 @@ def test_layer_init_shapes_and_errors():
         layer(torch.randn(2, 24, 5, 7))
     with pytest.raises(ValueError, match="must be divisible by group"):
         DCNv3(20, group=3)
+
+
+NAMES = ("out", "grad value", "grad offset", "grad mask")
+TOLERANCE = {F64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+@st.composite
+def dcnv3_cases(draw) -> dict:
+    """Random geometry (output at least 1x1), dtype, a layout for each input (and the output gradient), a seed."""
+    k, stride, dilation = draw(st.sampled_from((1, 3, 5))), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    height, width, pad = draw(st.integers(1, 6)), draw(st.integers(1, 6)), draw(st.integers(0, 2))
+    assume(min(dcnv3_output_size(s, k, stride, pad, dilation) for s in (height, width)) >= 1)
+    layouts = st.sampled_from(LAYOUTS)
+    return dict(batch=draw(st.integers(1, 2)), height=height, width=width, group=draw(st.integers(1, 3)),
+                depth=draw(st.integers(1, 4)), k=k, stride=stride, pad=pad, dilation=dilation,
+                scale=draw(st.sampled_from((0.5, 1.0, 1.5))),
+                dtype=draw(st.sampled_from((F64, torch.float32, torch.float16, torch.bfloat16))),
+                layouts=[draw(layouts) for _ in range(4)], seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(dcnv3_cases())
+def test_backends_match_the_float64_reference_in_any_layout(case):
+    """Both backends through `dcnv3` (checks included), inputs in any strides, against the float64 reference:
+    output and the gradients of value, offset and mask. The offset gradient jumps where a sample crosses a pixel
+    row or column, so outside float64 (where positions round differently) only the continuous ones are compared."""
+    geometry = [case[n] for n in ("k", "stride", "pad", "dilation")]
+    value, offset, mask = _inputs(case["batch"], case["height"], case["width"], case["group"], case["depth"],
+                                  *geometry, offset_std=2.0, seed=case["seed"])
+    grad = torch.randn(mask.shape[:3] + value.shape[3:], generator=torch.Generator().manual_seed(1), dtype=F64)
+    inputs = [strided(t.to(case["dtype"]), layout) for t, layout in zip((value, offset, mask, grad),
+                                                                           case["layouts"])]
+    leaves64 = [t.detach().double().requires_grad_() for t in inputs[:3]]
+    out64 = dcnv3_reference(*leaves64, *geometry, case["group"], case["scale"])
+    want = (out64, *torch.autograd.grad(out64, leaves64, inputs[3].double()))
+    compared = (0, 1, 2, 3) if case["dtype"] == F64 else (0, 1, 3)
+    tol = TOLERANCE[case["dtype"]]
+    for backend in ("reference", "grid_sample"):
+        leaves = [t.detach().requires_grad_() for t in inputs[:3]]
+        out = dcnv3(*leaves, *geometry, case["group"], case["scale"], backend=backend)
+        got = (out, *torch.autograd.grad(out, leaves, inputs[3]))
+        for i in compared:
+            assert got[i].dtype == case["dtype"] and got[i].shape == want[i].shape
+            scale = max(want[i].abs().max().item(), 1.0)
+            torch.testing.assert_close(got[i].double(), want[i], rtol=tol, atol=tol * scale,
+                                       msg=lambda m, b=backend, n=NAMES[i]: f"{b}, {n}: {m}")

@@ -1,17 +1,15 @@
 """SKA: the reference is the spec; every backend must agree with it (values and both gradients)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lsnet.ops import ska, ska_backend, ska_cpu, ska_reference
+from lsnet.ops import resolve_ska_backend, ska, ska_backend, ska_cpu, ska_reference
 
 # (B, C, H, W, weight channels, k): batch 1, odd sizes, H or W = 1, C/CW not a power of two, k = 5
 SHAPES = [
@@ -148,10 +146,32 @@ def test_input_validation(x_shape, w_shape, dtype, error, match):
 
 
 def test_mixed_dtypes_and_devices_rejected():
-    with pytest.raises(TypeError, match="share a dtype"):
+    with pytest.raises(TypeError, match=r"share a dtype.*\(cast one of them\)"):
         ska(torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4, dtype=torch.float64))
-    with pytest.raises(ValueError, match="same device"):
+    with pytest.raises(ValueError, match=r"same device; got cpu and meta \(move one with \.to\(x\.device\)\)"):
         ska(torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4, device="meta"))
+    with ska_backend("cpu"), pytest.raises(RuntimeError, match="needs CPU tensors.*LSNET_SKA_BACKEND=auto"):
+        resolve_ska_backend(torch.device("cuda"))
+
+
+def test_the_custom_ops_check_their_inputs_too():
+    """torch.ops.lsnet.ska called directly (as compiled graphs do) never hands a bad shape to a kernel."""
+    x, w = torch.ones(1, 8, 4, 4), torch.ones(1, 1, 9, 4, 4)
+    with pytest.raises(ValueError, match="multiple of weight channels"):
+        torch.ops.lsnet.ska(x, torch.ones(1, 3, 9, 4, 4))
+    with pytest.raises(ValueError, match=r"grad_out must have x's shape \(1, 8, 4, 4\); got \(1, 8, 4, 5\)"):
+        torch.ops.lsnet.ska_backward(torch.ones(1, 8, 4, 5), x, w, True, True)
+    with pytest.raises(TypeError, match=r"dtype must be one of.*\(cast with \.float\(\)\)"):
+        torch.ops.lsnet.ska(x.int(), w.int())
+
+
+def test_empty_inputs():
+    for shape in ((0, 8, 4, 4), (2, 8, 0, 3), (2, 0, 3, 3)):
+        x = torch.randn(shape, requires_grad=True)
+        w = torch.randn(shape[0], 2, 9, *shape[2:], requires_grad=True)
+        out = ska(x, w)
+        out.sum().backward()
+        assert out.shape == x.shape and not w.grad.any() and x.grad.shape == x.shape
 
 
 def test_flop_counter_sees_k2_macs_per_output():
@@ -175,37 +195,6 @@ def test_torch_compile_and_export():
     torch.testing.assert_close(exported.module()(x, w), ska_reference(x, w))
     traced = torch.jit.trace(Wrap(), (x, w))  # tracing records the standard-op reference
     torch.testing.assert_close(traced(x, w), ska_reference(x, w))
-
-
-def test_triton_backend_under_interpreter():
-    """Runs the Triton kernels on CPU with TRITON_INTERPRET=1 (fresh process: the flag is read at import)."""
-    pytest.importorskip("triton")
-    script = textwrap.dedent(
-        """
-        import torch
-        from lsnet.ops import ska, ska_backend, ska_reference
-        torch.manual_seed(0)
-        for dtype, tol in ((torch.float32, 1e-5), (torch.float16, 2e-2), (torch.bfloat16, 5e-2)):
-            for (b, c, h, w, cw, k) in ((1, 8, 3, 5, 2, 3), (2, 6, 4, 1, 3, 3), (1, 4, 5, 5, 1, 5)):
-                x = torch.randn(b, c, h, w).to(dtype).requires_grad_()
-                wt = torch.randn(b, cw, k * k, h, w).to(dtype).requires_grad_()
-                g = torch.randn(b, c, h, w).to(dtype)
-                with ska_backend("triton"):
-                    out = ska(x, wt)
-                out.backward(g)
-                xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
-                ska_reference(xr, wr).backward(g.double())
-                ref = ska_reference(xr.detach(), wr.detach())
-                for got, want in ((out, ref), (x.grad, xr.grad), (wt.grad, wr.grad)):
-                    assert got.dtype == dtype
-                    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * want.abs().max().item())
-        print("triton-interpreter-ok")
-        """
-    )
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "triton-interpreter-ok" in result.stdout
 
 
 @pytest.mark.parametrize("shape", SHAPES[:4])

@@ -23,8 +23,9 @@ Backends:
 `LSNET_DCNV3_BACKEND=<name>`. Both compute in at least float32 (float16/bfloat16 inputs are upcast, like the
 official kernel's opmath; the result has value's dtype) and in float64 for float64 inputs. Both use only standard
 PyTorch ops (no custom op), so tracing, torch.compile and ONNX export see ordinary graphs (grid_sample needs ONNX
-opset >= 16). `torch.utils.flop_counter` counts neither grid_sample nor the mask-weighted sum, so FLOP counts made
-with it leave out the sampling (as fvcore does for the official CUDA op).
+opset >= 16). Inputs may have any strides (reshape copies where it must). `torch.utils.flop_counter` counts neither
+grid_sample nor the mask-weighted sum, so FLOP counts made with it leave out the sampling (as fvcore does for the
+official CUDA op).
 """
 from __future__ import annotations
 
@@ -194,10 +195,10 @@ def _check_inputs(value, offset, mask, kernel_size, stride, pad, dilation, group
                          f"{tuple(value.shape)}, group={group}, kernel_size={kernel_size}; got {tuple(mask.shape)}")
     if not (value.device == offset.device == mask.device):
         raise ValueError(f"dcnv3: value, offset and mask must be on one device; got {value.device}, "
-                         f"{offset.device}, {mask.device}")
+                         f"{offset.device}, {mask.device} (move them with .to(value.device))")
     dtypes = (value.dtype, offset.dtype, mask.dtype)
     if any(d not in _FLOAT_DTYPES for d in dtypes):
-        raise TypeError(f"dcnv3: dtypes must be float16/bfloat16/float32/float64; got {dtypes}")
+        raise TypeError(f"dcnv3: dtypes must be float16/bfloat16/float32/float64; got {dtypes} (cast with .float())")
     if len(set(dtypes)) != 1 and not torch.is_autocast_enabled():
         raise TypeError(f"dcnv3: value, offset and mask must share a dtype; got {dtypes} (cast them)")
     return group

@@ -10,9 +10,13 @@ Backends (one op, several implementations):
 one cannot run. Force one with `LSNET_SKA_BACKEND=<name>` or `set_ska_backend(name)`; a forced backend that
 cannot run raises instead of falling back.
 
-The op is registered as `torch.ops.lsnet.ska` (a `torch.library.custom_op` with a fake kernel and autograd),
-so torch.compile/torch.export see one opaque node, and `torch.utils.flop_counter` counts it as k*k
-multiply-adds per output element.
+The op is registered as `torch.ops.lsnet.ska` (a `torch.library.custom_op` with a fake kernel and autograd;
+its backward is `torch.ops.lsnet.ska_backward`), so torch.compile/torch.export see one opaque node, and
+`torch.utils.flop_counter` counts it as k*k multiply-adds per output element. Both ops check their inputs.
+
+Layouts: inputs may have any strides. The ops allocate every output themselves, by one rule that the real and the
+fake kernels share (`_empty_outputs`): out and grad x are channels_last when x lies B, H, W, C in memory
+(`output_layout`), else contiguous; grad weight is dense in weight's memory order. Backends fill those tensors.
 """
 from __future__ import annotations
 
@@ -85,7 +89,7 @@ def _triton_runs_on(device: torch.device) -> str | None:
 
 def _cpu_runs_on(device: torch.device) -> str | None:
     if device.type != "cpu":
-        return f"the cpu backend needs CPU tensors (got {device.type})"
+        return f"the cpu backend needs CPU tensors (got {device.type}); use LSNET_SKA_BACKEND=auto or move them"
     from . import ska_cpu
 
     try:
@@ -139,9 +143,11 @@ def _check_inputs(x: torch.Tensor, weight: torch.Tensor) -> None:
             "weight channel c % (C//G)"
         )
     if x.device != weight.device:
-        raise ValueError(f"ska: x and weight must be on the same device; got {x.device} and {weight.device}")
+        raise ValueError(f"ska: x and weight must be on the same device; got {x.device} and {weight.device} "
+                         "(move one with .to(x.device))")
     if x.dtype not in SUPPORTED_DTYPES or weight.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"ska: dtype must be one of float16/bfloat16/float32/float64; got {x.dtype} and {weight.dtype}")
+        raise TypeError(f"ska: dtype must be one of float16/bfloat16/float32/float64; got {x.dtype} and {weight.dtype} "
+                        "(cast with .float())")
     if x.dtype != weight.dtype:
         raise TypeError(f"ska: x and weight must share a dtype; got {x.dtype} and {weight.dtype} (cast one of them)")
 
@@ -156,36 +162,87 @@ def _module(name: str):
     return ska_triton
 
 
+def memory_order(t: torch.Tensor) -> list[int]:
+    """t's dims from outermost to innermost in memory: zero-stride (expanded) dims first, then by decreasing
+    stride; ties keep dim order."""
+    return sorted(range(t.dim()), key=lambda d: (0 if t.stride(d) == 0 else 1, -t.stride(d)))
+
+
+def _empty_in_order(like: torch.Tensor, order: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised tensor shaped like `like`, dense, with its dims laid out outermost-first as in `order`."""
+    strides, step = [0] * like.dim(), 1
+    for d in reversed(order):
+        strides[d] = step
+        step = step * torch.sym_max(like.shape[d], 1)
+    return torch.empty_strided(like.shape, strides, dtype=like.dtype, device=like.device)
+
+
+NCHW, NHWC = (0, 1, 2, 3), (0, 2, 3, 1)
+
+
+def output_layout(x: torch.Tensor) -> tuple[int, ...]:
+    """The one layout rule for out and grad x, shared by the real and the fake kernels: channels_last when x is
+    laid out B, H, W, C in memory (channels_last, also sliced or padded), else contiguous NCHW."""
+    return NHWC if memory_order(x) == list(NHWC) else NCHW
+
+
+def _empty_outputs(x: torch.Tensor, weight: torch.Tensor, need_x: bool = True,
+                   need_weight: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out or grad x, grad weight): dense, grad x in `output_layout(x)`, grad weight in weight's memory order.
+    An empty tensor stands for "not requested" (custom ops cannot return None)."""
+    return (_empty_in_order(x, output_layout(x)) if need_x else x.new_empty(0),
+            _empty_in_order(weight, memory_order(weight)) if need_weight else weight.new_empty(0))
+
+
 @torch.library.custom_op("lsnet::ska", mutates_args=())
 def _ska_op(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    _check_inputs(x, weight)
+    out = _empty_outputs(x, weight)[0]
+    if out.numel() == 0:
+        return out
     backend = resolve_ska_backend(x.device)
     if backend == "reference":
-        return ska_reference(x, weight)
-    return _module(backend).ska_forward(x, weight)
+        out.copy_(ska_reference(x, weight))
+    else:
+        _module(backend).ska_forward(x, weight, out)
+    return out
 
 
 @_ska_op.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(x)
+    _check_inputs(x, weight)
+    return _empty_outputs(x, weight)[0]
 
 
 @torch.library.custom_op("lsnet::ska_backward", mutates_args=())
 def _ska_backward_op(
     grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool, need_weight: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_inputs(x, weight)
+    if grad_out.shape != x.shape:
+        raise ValueError(f"ska: grad_out must have x's shape {tuple(x.shape)}; got {tuple(grad_out.shape)} "
+                         "(pass the gradient of ska's output)")
+    grad_x, grad_w = _empty_outputs(x, weight, need_x, need_weight)
+    if x.numel() == 0:
+        grad_w.zero_()
+        return grad_x, grad_w
     backend = resolve_ska_backend(x.device)
     if backend == "reference":
-        grad_x, grad_w = ska_reference_backward(grad_out, x, weight)
+        ref_x, ref_w = ska_reference_backward(grad_out, x, weight)
+        if need_x:
+            grad_x.copy_(ref_x)
+        if need_weight:
+            grad_w.copy_(ref_w)
     else:
-        grad_x, grad_w = _module(backend).ska_backward(grad_out, x, weight, need_x, need_weight)
-    # custom ops cannot return None: an empty tensor stands for "not requested"
-    return (grad_x if need_x else x.new_empty(0), grad_w if need_weight else weight.new_empty(0))
+        _module(backend).ska_backward(grad_out, x, weight, grad_x if need_x else None,
+                                      grad_w if need_weight else None)
+    return grad_x, grad_w
 
 
 @_ska_backward_op.register_fake
 def _(grad_out, x, weight, need_x, need_weight):
-    return (torch.empty_like(x) if need_x else x.new_empty(0), torch.empty_like(weight) if need_weight
-            else weight.new_empty(0))
+    _check_inputs(x, weight)
+    return _empty_outputs(x, weight, need_x, need_weight)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -228,7 +285,7 @@ def ska(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     out[b, c, h, w] = sum_{i,j} x[b, c, h+i-k//2, w+j-k//2] * weight[b, c % (C // G), i*k+j, h, w], zero padding.
     Under TorchScript/ONNX export the standard-op reference runs, so exported graphs need no custom op.
     """
-    _check_inputs(x, weight)
     if _exporting():
+        _check_inputs(x, weight)
         return ska_reference(x, weight)
-    return _ska_op(x, weight)
+    return _ska_op(x, weight)  # checks its inputs (also when called as torch.ops.lsnet.ska)

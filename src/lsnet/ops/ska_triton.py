@@ -1,8 +1,10 @@
 """Triton SKA for GPUs (imported lazily by the dispatcher; importing `lsnet` never imports triton).
 
-Layout: contiguous NCHW x and contiguous (B, CW, k*k, H, W) weight. fp16/bf16 load as-is and accumulate
-in fp32. On CPU the kernels run under Triton's interpreter (`TRITON_INTERPRET=1`), which is how the tests
-check them on a machine without a GPU.
+Layout: every kernel takes every tensor's strides, so x, weight and grad_out may have any strides (sliced,
+padded, channels_last, expanded with zero strides) and the outputs are written in whatever dense layout the
+dispatcher allocated (`ska.output_layout`), with no copies. Offsets are computed in int64. fp16/bf16 load as-is
+and accumulate in fp32, fp32 in fp32, fp64 in fp64. On CPU the kernels run under Triton's interpreter
+(`TRITON_INTERPRET=1`), which is how the tests check them on a machine without a GPU.
 """
 from __future__ import annotations
 
@@ -20,108 +22,99 @@ def interpreter_enabled() -> bool:
 
 
 @triton.jit
-def _forward_kernel(x_ptr, w_ptr, out_ptr, C, H, W, CW, K: tl.constexpr, BLOCK: tl.constexpr):
-    bc = tl.program_id(0)
-    pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    hw = H * W
-    valid = pix < hw
+def _forward_kernel(x_ptr, w_ptr, out_ptr, C, H, W, CW, sxb, sxc, sxh, sxw, swb, swj, swt, swh, sww,
+                    sob, soc, soh, sow, K: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    bc = tl.program_id(0).to(tl.int64)
+    pix = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = pix < H * W
     h = pix // W
     w = pix % W
     b = bc // C
-    wc = (bc % C) % CW
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    c = bc % C
+    x_base = x_ptr + b * sxb + c * sxc
+    w_base = w_ptr + b * swb + (c % CW) * swj + h * swh + w * sww
+    acc = tl.zeros((BLOCK,), dtype=ACC)
     for t in tl.static_range(K * K):
         hi = h + t // K - K // 2
         wi = w + t % K - K // 2
         inside = valid & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-        xv = tl.load(x_ptr + bc * hw + hi * W + wi, mask=inside, other=0.0).to(tl.float32)
-        wv = tl.load(w_ptr + ((b * CW + wc) * K * K + t) * hw + pix, mask=valid, other=0.0).to(tl.float32)
+        xv = tl.load(x_base + hi * sxh + wi * sxw, mask=inside, other=0.0).to(ACC)
+        wv = tl.load(w_base + t * swt, mask=valid, other=0.0).to(ACC)
         acc += xv * wv
-    tl.store(out_ptr + bc * hw + pix, acc.to(out_ptr.dtype.element_ty), mask=valid)
+    out = out_ptr + b * sob + c * soc + h * soh + w * sow
+    tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
-def _grad_x_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, CW, K: tl.constexpr, BLOCK: tl.constexpr):
+def _grad_x_kernel(go_ptr, w_ptr, gx_ptr, C, H, W, CW, sgb, sgc, sgh, sgw, swb, swj, swt, swh, sww,
+                   sxb, sxc, sxh, sxw, K: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
     # gather form: gx[p] = sum_t go[p - d_t] * w[., t, p - d_t]
-    bc = tl.program_id(0)
-    pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    hw = H * W
-    valid = pix < hw
+    bc = tl.program_id(0).to(tl.int64)
+    pix = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = pix < H * W
     h = pix // W
     w = pix % W
     b = bc // C
-    wc = (bc % C) % CW
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    c = bc % C
+    go_base = go_ptr + b * sgb + c * sgc
+    w_base = w_ptr + b * swb + (c % CW) * swj
+    acc = tl.zeros((BLOCK,), dtype=ACC)
     for t in tl.static_range(K * K):
         hq = h - (t // K - K // 2)
         wq = w - (t % K - K // 2)
         inside = valid & (hq >= 0) & (hq < H) & (wq >= 0) & (wq < W)
-        q = hq * W + wq
-        gv = tl.load(go_ptr + bc * hw + q, mask=inside, other=0.0).to(tl.float32)
-        wv = tl.load(w_ptr + ((b * CW + wc) * K * K + t) * hw + q, mask=inside, other=0.0).to(tl.float32)
+        gv = tl.load(go_base + hq * sgh + wq * sgw, mask=inside, other=0.0).to(ACC)
+        wv = tl.load(w_base + t * swt + hq * swh + wq * sww, mask=inside, other=0.0).to(ACC)
         acc += gv * wv
-    tl.store(gx_ptr + bc * hw + pix, acc.to(gx_ptr.dtype.element_ty), mask=valid)
+    gx = gx_ptr + b * sxb + c * sxc + h * sxh + w * sxw
+    tl.store(gx, acc.to(gx_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
-def _grad_w_kernel(go_ptr, x_ptr, gw_ptr, C, H, W, CW, K: tl.constexpr, BLOCK: tl.constexpr):
+def _grad_w_kernel(go_ptr, x_ptr, gw_ptr, C, H, W, CW, sgb, sgc, sgh, sgw, sxb, sxc, sxh, sxw,
+                   swb, swj, swt, swh, sww, K: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
     # gw[b, j, t, p] = sum_g go[b, g*CW + j, p] * x[b, g*CW + j, p + d_t]
-    bj = tl.program_id(0)
-    pix = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-    hw = H * W
-    valid = pix < hw
+    bj = tl.program_id(0).to(tl.int64)
+    pix = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    valid = pix < H * W
     h = pix // W
     w = pix % W
     b = bj // CW
     j = bj % CW
+    gw_base = gw_ptr + b * swb + j * swj + h * swh + w * sww
     for t in tl.static_range(K * K):
         hi = h + t // K - K // 2
         wi = w + t % K - K // 2
         inside = valid & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-        acc = tl.zeros((BLOCK,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK,), dtype=ACC)
         for g in range(0, C // CW):
-            base = (b * C + g * CW + j) * hw
-            gv = tl.load(go_ptr + base + pix, mask=valid, other=0.0).to(tl.float32)
-            xv = tl.load(x_ptr + base + hi * W + wi, mask=inside, other=0.0).to(tl.float32)
+            c = g * CW + j
+            gv = tl.load(go_ptr + b * sgb + c * sgc + h * sgh + w * sgw, mask=valid, other=0.0).to(ACC)
+            xv = tl.load(x_ptr + b * sxb + c * sxc + hi * sxh + wi * sxw, mask=inside, other=0.0).to(ACC)
             acc += gv * xv
-        tl.store(gw_ptr + (bj * K * K + t) * hw + pix, acc.to(gw_ptr.dtype.element_ty), mask=valid)
+        tl.store(gw_base + t * swt, acc.to(gw_ptr.dtype.element_ty), mask=valid)
 
 
-def _grid(rows: int, hw: int) -> tuple[int, int]:
-    return rows, triton.cdiv(hw, _BLOCK)
-
-
-def _kernel_size(weight: torch.Tensor) -> int:
-    return int(round(weight.shape[2] ** 0.5))
-
-
-def ska_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x: (B, C, H, W), weight: (B, CW, k*k, H, W) -> (B, C, H, W), contiguous NCHW."""
-    x, weight = x.contiguous(), weight.contiguous()
-    batch, channels, height, width = x.shape
-    out = torch.empty_like(x)
-    _forward_kernel[_grid(batch * channels, height * width)](
-        x, weight, out, channels, height, width, weight.shape[1], K=_kernel_size(weight), BLOCK=_BLOCK
+def _launch(kernel, rows: int, x_shape: torch.Size, weight: torch.Tensor, *tensors: torch.Tensor) -> None:
+    """Launch `kernel` over (rows, pixel blocks) with the pointers of `tensors` followed by all their strides."""
+    _, channels, height, width = x_shape
+    acc = tl.float64 if tensors[0].dtype == torch.float64 else tl.float32
+    strides = [s for t in tensors for s in t.stride()]
+    kernel[(rows, triton.cdiv(height * width, _BLOCK))](
+        *tensors, channels, height, width, weight.shape[1], *strides,
+        K=int(round(weight.shape[2] ** 0.5)), BLOCK=_BLOCK, ACC=acc,
     )
-    return out
 
 
-def ska_backward(
-    grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_x: bool, need_weight: bool
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Gradients w.r.t. x and weight (None where not needed)."""
-    grad_out, x, weight = grad_out.contiguous(), x.contiguous(), weight.contiguous()
-    batch, channels, height, width = x.shape
-    weight_chs, k = weight.shape[1], _kernel_size(weight)
-    grad_x = grad_w = None
-    if need_x:
-        grad_x = torch.empty_like(x)
-        _grad_x_kernel[_grid(batch * channels, height * width)](
-            grad_out, weight, grad_x, channels, height, width, weight_chs, K=k, BLOCK=_BLOCK
-        )
-    if need_weight:
-        grad_w = torch.empty_like(weight)
-        _grad_w_kernel[_grid(batch * weight_chs, height * width)](
-            grad_out, x, grad_w, channels, height, width, weight_chs, K=k, BLOCK=_BLOCK
-        )
-    return grad_x, grad_w
+def ska_forward(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> None:
+    """Fill out (B, C, H, W) with ska(x, weight); x: (B, C, H, W), weight: (B, CW, k*k, H, W), any strides."""
+    _launch(_forward_kernel, x.shape[0] * x.shape[1], x.shape, weight, x, weight, out)
+
+
+def ska_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, grad_x: torch.Tensor | None,
+                 grad_w: torch.Tensor | None) -> None:
+    """Fill grad_x (B, C, H, W) and grad_w (B, CW, k*k, H, W) where not None; inputs in any strides."""
+    if grad_x is not None:
+        _launch(_grad_x_kernel, x.shape[0] * x.shape[1], x.shape, weight, grad_out, weight, grad_x)
+    if grad_w is not None:
+        _launch(_grad_w_kernel, x.shape[0] * weight.shape[1], x.shape, weight, grad_out, x, grad_w)
