@@ -27,13 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import statistics
-    import time
-
     import timm
     import torch
 
     import lsnet  # noqa: F401
+    from lsnet.analysis.timing import time_interleaved
     from lsnet.deploy import export_onnx, export_torchscript, fuse
 
     kwargs = {k: v for k, v in dict(num_classes=args.num_classes, in_chans=args.in_chans).items() if v is not None}
@@ -60,16 +58,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             loaded = torch.jit.load(output)
             exported = lambda: loaded(x)
-        candidates = {"torch eager": lambda: model(x), args.format: exported}
-        times = {k: [] for k in candidates}
         with torch.inference_mode():
-            for fn in candidates.values():
-                fn()
-            for _ in range(20):
-                for key, fn in candidates.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[key].append(time.perf_counter() - start)
-        report = ", ".join(f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in times.items())
-        print(f"batch-1 latency ({torch.get_num_threads()} threads, median of 20 interleaved): {report}")
+            times = time_interleaved({"torch eager": lambda: model(x), args.format: exported}, rounds=20)
+        report = ", ".join(f"{k} {v}" for k, v in times.items())
+        print(f"batch-1 latency ({torch.get_num_threads()} threads, median (min-max) of 20 interleaved rounds): "
+              f"{report}")
     return 0 if check.passed else 1
