@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_name, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("demo", help="build, fuse and time the LSNet models (random weights)")
-    parser.add_argument("--models", nargs="+", default=["lsnet_t", "lsnet_s", "lsnet_b"])
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds, all models interleaved (median reported)")
+    parser.add_argument("--models", nargs="+", type=model_name, default=["lsnet_t", "lsnet_s", "lsnet_b"])
+    parser.add_argument("--img-size", type=positive_int, default=224)
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="timed rounds, all models interleaved (median reported)")
     parser.add_argument("--channels-last", action="store_true", help="run in channels_last memory format")
     return parser
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_name, non_negative_int, output_file, positive_float, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("export", help="export a (fused) model to ONNX / TorchScript and verify it")
-    parser.add_argument("model", help="timm model name, e.g. lsnet_t")
+    parser.add_argument("model", type=model_name, help="timm model name, e.g. lsnet_t")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    parser.add_argument("--output", help="output file (default: <model>.onnx / <model>.pt)")
+    parser.add_argument("--output", type=output_file, help="output file (default: <model>.onnx / <model>.pt)")
     parser.add_argument("--checkpoint", help="weights file (official container, state dict or .safetensors)")
-    parser.add_argument("--num-classes", type=int, default=None)
-    parser.add_argument("--in-chans", type=int, default=None)
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=non_negative_int, default=None)
+    parser.add_argument("--in-chans", type=positive_int, default=None)
+    parser.add_argument("--img-size", type=positive_int, default=224)
     parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--rtol", type=float, default=1e-4, help="max relative error accepted")
+    parser.add_argument("--rtol", type=positive_float, default=1e-4, help="max relative error accepted")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="report batch-1 latency of the export next to torch eager")
     return parser
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fuse:
         model = fuse(model)
     input_size = (model.in_chans if hasattr(model, "in_chans") else 3, args.img_size, args.img_size)
+    with torch.inference_mode():  # a size the model cannot take fails here with its own message, not in the exporter
+        model(torch.zeros(1, *input_size))
     output = args.output or f"{args.model}.{'onnx' if args.format == 'onnx' else 'pt'}"
     if args.format == "onnx":
         check = export_onnx(model, output, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol)
