@@ -5,7 +5,7 @@ jobs, thermal and frequency changes) hits all candidates alike and their ratios 
     times = time_interleaved({"eager": lambda: model(x), "fused": lambda: fused(x)}, rounds=10)
     print(times["fused"])                     # "3.21 ms (3.05-3.90)": median (min-max) over rounds
 
-The measuring is `torch.utils.benchmark.Timer.timeit`: an explicit torch thread count while a candidate runs, two
+The measuring is `torch.utils.benchmark.Timer.timeit`: an explicit torch thread count while a candidate runs, >= 2
 warm-up calls before every sample (so no separate warm-up phase is needed) and, with an accelerator present, a
 device synchronisation around each sample.
 """
