@@ -24,20 +24,19 @@ from pathlib import Path
 import timm
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lsnet  # noqa: E402,F401
-from _timing import median, time_interleaved  # noqa: E402
-from lsnet.analysis.flops import count_macs  # noqa: E402
-from lsnet.deploy import fuse  # noqa: E402
-from lsnet.ops import ska_backend  # noqa: E402
+import lsnet  # noqa: F401
+from lsnet.analysis.flops import count_macs
+from lsnet.analysis.timing import time_interleaved
+from lsnet.deploy import fuse
+from lsnet.ops import ska_backend
 
 PAIRS = [("lsnet_t", "efficientvit_m4", 1.3), ("lsnet_s", "efficientvit_m5", 1.2), ("lsnet_b", "repvit_m1_1", 1.5)]
 
 
 def gemm_gflops(size: int = 2048, rounds: int = 5) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
-    samples = time_interleaved({"gemm": lambda: a @ b}, rounds=rounds)
-    return 2 * size**3 / median(samples["gemm"]) / 1e9
+    timing = time_interleaved({"gemm": lambda: a @ b}, rounds=rounds)["gemm"]
+    return 2 * size**3 / timing.median / 1e9
 
 
 def with_backend(model: torch.nn.Module, backend: str):
@@ -64,9 +63,9 @@ def inference(args) -> list[dict]:
         for batch in args.batch:
             x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=fmt)
             with torch.inference_mode():
-                samples = time_interleaved({k: (lambda m=m, x=x: m(x)) for k, m in runners.items()},
+                timings = time_interleaved({k: (lambda m=m, x=x: m(x)) for k, m in runners.items()},
                                            rounds=args.rounds)
-            ips = {k: batch / median(v) for k, v in samples.items()}
+            ips = {k: batch / v.median for k, v in timings.items()}
             print(f"\n## inference, batch {batch}, {threads} thread(s), fused, channels_last (GEMM peak "
                   f"{peak:.1f} GFLOP/s)")
             print(f"{'model':<22}{'img/s':>9}{'GFLOP/s':>9}{'% peak':>8}")
@@ -98,9 +97,8 @@ def training(args) -> list[dict]:
                     model(x).logsumexp(-1).mean().backward()
             return run
 
-        samples = time_interleaved({"ours": step("auto"), "shift-add": step("reference")}, rounds=args.rounds,
-                                   warmup=1)
-        ips = {k: 32 / median(v) for k, v in samples.items()}
+        timings = time_interleaved({"ours": step("auto"), "shift-add": step("reference")}, rounds=args.rounds)
+        ips = {k: 32 / v.median for k, v in timings.items()}
         ratio = ips["ours"] / ips["shift-add"]
         print(f"\n## training (forward+backward), lsnet_t, batch 32, {threads} thread(s), channels_last")
         print(f"ours {ips['ours']:.1f} img/s, shift-add {ips['shift-add']:.1f} img/s, ratio {ratio:.2f} "

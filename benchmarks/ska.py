@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median, time_interleaved  # noqa: E402
-from lsnet.ops import ska, ska_backend, ska_reference  # noqa: E402
+from lsnet.analysis.timing import time_interleaved
+from lsnet.ops import ska, ska_backend, ska_reference
 
 LSNET_SHAPES = ["128x28", "128x14", "192x14", "256x14", "256x7", "320x7", "384x7"]
 
@@ -98,18 +97,18 @@ def main(argv=None) -> int:
                         channels, size = (int(v) for v in shape.split("x"))
                         x, w, dw = make_inputs(batch, channels, size, layout, grad=passes == "fwd+bwd")
                         cands = candidates_for(x, w, dw, backward=passes == "fwd+bwd")
-                        samples = time_interleaved(cands, rounds=args.rounds, min_seconds=0.002)
-                        bound = median(samples["dwconv3x3 (bound)"])
+                        timings = time_interleaved(cands, rounds=args.rounds, min_seconds=0.002)
+                        bound = timings["dwconv3x3 (bound)"].median
                         names = [n for n in cands if n != "dwconv3x3 (bound)"]
                         if header is None:
                             header = f"{'B':>3} {'C@HxW':>10} {'bound ms':>9} " + " ".join(f"{n:>10}" for n in names)
                             print(header)
-                        ratios = {n: median(samples[n]) / bound for n in names}
+                        ratios = {n: timings[n].median / bound for n in names}
                         print(f"{batch:>3} {channels:>4}@{size}x{size:<3} {bound * 1e3:>9.3f} "
                               + " ".join(f"{ratios[n]:>10.2f}" for n in names))
                         records.append(dict(threads=threads, passes=passes, layout=layout, batch=batch,
                                             channels=channels, size=size, bound_s=bound, ratios=ratios,
-                                            medians_s={n: median(s) for n, s in samples.items()}))
+                                            medians_s={n: t.median for n, t in timings.items()}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=1))

@@ -10,16 +10,13 @@ stride-64 layout leaves 1x1 maps in stage 4 there, and sizes just above it pay f
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import timm
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-import lsnet  # noqa: E402,F401
-from _timing import median, time_interleaved  # noqa: E402
+import lsnet  # noqa: F401
+from lsnet.analysis.timing import time_interleaved
 
 
 def training_step(size: int, batch: int, model_name: str):
@@ -52,13 +49,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     steps = {size: training_step(size, args.batch, args.model) for size in args.sizes}
-    samples = time_interleaved(steps, rounds=args.rounds)
-    base = median(samples[args.base])
+    timings = time_interleaved(steps, rounds=args.rounds, threads=args.threads)
+    base = timings[args.base].median
     print(f"{args.model} training steps, batch {args.batch}, {args.threads} thread(s), {args.rounds} rounds")
     print(f"| input | img/s (median) | time per image vs {args.base} px |")
     print("|---|---|---|")
     for size in args.sizes:
-        seconds = median(samples[size])
+        seconds = timings[size].median
         print(f"| {size} px | {args.batch / seconds:.0f} | {seconds / base:.2f}x |")
 
 

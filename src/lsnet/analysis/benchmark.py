@@ -3,15 +3,13 @@
     from lsnet.analysis.benchmark import benchmark_models
     rows = benchmark_models(['lsnet_t', 'efficientvit_m4'], batches=(1, 32), fuse=True, channels_last=True)
 
-Every round runs each (model, batch) once in the same order, so drift on a shared machine hits all models alike;
-reported times are medians with min and max over rounds.
+Every round runs each (model, backend, batch) once in the same order (`lsnet.analysis.timing.time_interleaved`), so
+drift on a shared machine hits all models alike; reported times are medians with min and max over rounds.
 """
 from __future__ import annotations
 
 import csv
 import json
-import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from ..deploy import fuse as fuse_model
 from .flops import count_macs
 from .plots import pyplot, save_figure
+from .timing import time_interleaved
 
 
 @dataclass
@@ -83,7 +82,6 @@ def benchmark_models(
     fuse: bool = True,
     channels_last: bool = False,
     rounds: int = 10,
-    warmup: int = 2,
     onnxruntime: bool = False,
     measure_memory: bool = True,
     accuracy: dict[str, float] | None = None,
@@ -117,32 +115,22 @@ def benchmark_models(
 
     inputs = {(name, b): torch.randn(b, info[name][2], img_size, img_size).contiguous(memory_format=fmt)
               for name in names for b in batches}
-    samples: dict[tuple[str, str, int], list[float]] = {(n, k, b): [] for (n, k) in runners for b in batches}
+    candidates = {(name, kind, b): (lambda run=run, x=inputs[(name, b)]: run(x))
+                  for (name, kind), run in runners.items() for b in batches}
+    round_done = (lambda r: progress(f"round {r}/{rounds}")) if progress else None
     with torch.inference_mode():
-        for (name, _kind), run in runners.items():
-            for b in batches:
-                for _ in range(warmup):
-                    run(inputs[(name, b)])
-        for r in range(rounds):
-            for (name, kind), run in runners.items():
-                for b in batches:
-                    start = time.perf_counter()
-                    run(inputs[(name, b)])
-                    samples[(name, kind, b)].append(time.perf_counter() - start)
-            if progress:
-                progress(f"round {r + 1}/{rounds}")
+        timings = time_interleaved(candidates, rounds=rounds, threads=threads, progress=round_done)
 
     results = []
-    for (name, kind, b), times in samples.items():
+    for (name, kind, b), timing in timings.items():
         params, gmacs, in_chans = info[name]
-        median = statistics.median(times)
         memory = None
         if measure_memory and kind == "torch":
             memory = peak_activation_memory_mb(models[name], inputs[(name, b)])
         results.append(BenchResult(
             model=name, batch=b, threads=threads, img_size=img_size, backend=kind, params_m=params, gmacs=gmacs,
-            images_per_s=b / median, latency_ms_median=median * 1e3, latency_ms_min=min(times) * 1e3,
-            latency_ms_max=max(times) * 1e3, peak_memory_mb=memory,
+            images_per_s=b / timing.median, latency_ms_median=timing.median * 1e3, latency_ms_min=timing.min * 1e3,
+            latency_ms_max=timing.max * 1e3, peak_memory_mb=memory,
             accuracy=(accuracy or {}).get(name), extra=dict(fused=fuse, channels_last=channels_last),
         ))
     return results

@@ -8,39 +8,38 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import json_mapping, model_name, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("bench", help="benchmark models against each other (interleaved)")
-    parser.add_argument("models", nargs="+", help="timm model names (lsnet models are registered)")
-    parser.add_argument("--batch", nargs="+", type=int, default=[1, 32])
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("models", nargs="+", type=model_name, help="timm model names (lsnet models are registered)")
+    parser.add_argument("--batch", nargs="+", type=positive_int, default=[1, 32])
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--img-size", type=positive_int, default=224)
     parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True,
                         help="reparameterize (fuse BN / RepVGG branches) before timing")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--onnxruntime", action="store_true", help="also time each model exported to ONNX")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=positive_int, default=10)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
-    parser.add_argument("--accuracy", help="JSON file {model: top-1} for the accuracy-vs-speed plot")
+    parser.add_argument("--accuracy", type=json_mapping, help="JSON file {model: top-1} for the accuracy-vs-speed plot")
     parser.add_argument("--out", default="results/bench", help="folder for bench.csv / .json / .png")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import platform
-    from pathlib import Path
 
     import torch
 
     import lsnet  # noqa: F401
     from lsnet.analysis.benchmark import benchmark_models, format_table, write_results
 
-    accuracy = json.loads(Path(args.accuracy).read_text()) if args.accuracy else None
     results = benchmark_models(
         args.models, batches=args.batch, threads=args.threads, img_size=args.img_size, fuse=args.fuse,
         channels_last=args.channels_last, rounds=args.rounds, onnxruntime=args.onnxruntime,
-        measure_memory=not args.no_memory, accuracy=accuracy, workdir=f"{args.out}/onnx",
+        measure_memory=not args.no_memory, accuracy=args.accuracy, workdir=f"{args.out}/onnx",
         progress=lambda msg: print(f"  {msg}", flush=True),
     )
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "

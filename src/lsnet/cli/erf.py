@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_spec, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("erf", help="effective receptive fields: heatmaps, area ratios, radial profiles",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("models")
-    group.add_argument("--models", nargs="+", default=["lsnet_t"], metavar="SPEC",
+    group.add_argument("--models", nargs="+", type=model_spec, default=["lsnet_t"], metavar="SPEC",
                        help="[LABEL=]NAME[:KEY=VALUE,...], e.g. 'lsnet_t:lkp_kernel_size=0'; "
                             "KEY may be checkpoint=PATH (default: lsnet_t)")
     group.add_argument("--checkpoint", default=None, help="weights (.pth / .safetensors) for the models given without "
@@ -28,8 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--images", default="photos", help="'photos' (scikit-image's bundled photos, offline), "
                        "'fashion-mnist' (test set) or a folder of images (default: photos)")
     group.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the standard places)")
-    group.add_argument("--num-images", type=int, default=50, help="images averaged (default: 50, as RepLKNet)")
-    group.add_argument("--img-size", type=int, default=None, help="input size (default: each model's own)")
+    group.add_argument("--num-images", type=positive_int, default=50, help="images averaged (default: 50, as RepLKNet)")
+    group.add_argument("--img-size", type=positive_int, default=None, help="input size (default: each model's own)")
     group = parser.add_argument_group("measurement")
     group.add_argument("--stage", default="-1", help="feature stage: index (-1 = last) or sN = the stage of stride N")
     group.add_argument("--mode", default="abs", choices=("abs", "replknet"),
@@ -39,9 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--no-zero-init", action="store_true",
                        help="random-init models: set zero-initialised residual scales (BN gamma 0, layer scale 1e-6) "
                             "to 1, so every block contributes instead of only the stem and downsamplers")
-    group.add_argument("--batch-size", type=int, default=8)
+    group.add_argument("--batch-size", type=positive_int, default=8)
     group.add_argument("--seed", type=int, default=0, help="seeds random weights and the photo crops")
-    group.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    group.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--output", default="results/erf", help="output folder (default: results/erf)")
     parser.add_argument("--title", default="", help="title of the comparison figure")
     return parser

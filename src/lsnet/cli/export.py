@@ -8,32 +8,32 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_name, non_negative_int, output_file, positive_float, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("export", help="export a (fused) model to ONNX / TorchScript and verify it")
-    parser.add_argument("model", help="timm model name, e.g. lsnet_t")
+    parser.add_argument("model", type=model_name, help="timm model name, e.g. lsnet_t")
     parser.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    parser.add_argument("--output", help="output file (default: <model>.onnx / <model>.pt)")
+    parser.add_argument("--output", type=output_file, help="output file (default: <model>.onnx / <model>.pt)")
     parser.add_argument("--checkpoint", help="weights file (official container, state dict or .safetensors)")
-    parser.add_argument("--num-classes", type=int, default=None)
-    parser.add_argument("--in-chans", type=int, default=None)
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=non_negative_int, default=None)
+    parser.add_argument("--in-chans", type=positive_int, default=None)
+    parser.add_argument("--img-size", type=positive_int, default=224)
     parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--rtol", type=float, default=1e-4, help="max relative error accepted")
+    parser.add_argument("--rtol", type=positive_float, default=1e-4, help="max relative error accepted")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="report batch-1 latency of the export next to torch eager")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    import statistics
-    import time
-
     import timm
     import torch
 
     import lsnet  # noqa: F401
+    from lsnet.analysis.timing import time_interleaved
     from lsnet.deploy import export_onnx, export_torchscript, fuse
 
     kwargs = {k: v for k, v in dict(num_classes=args.num_classes, in_chans=args.in_chans).items() if v is not None}
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fuse:
         model = fuse(model)
     input_size = (model.in_chans if hasattr(model, "in_chans") else 3, args.img_size, args.img_size)
+    with torch.inference_mode():  # a size the model cannot take fails here with its own message, not in the exporter
+        model(torch.zeros(1, *input_size))
     output = args.output or f"{args.model}.{'onnx' if args.format == 'onnx' else 'pt'}"
     if args.format == "onnx":
         check = export_onnx(model, output, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol)
@@ -60,16 +62,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             loaded = torch.jit.load(output)
             exported = lambda: loaded(x)
-        candidates = {"torch eager": lambda: model(x), args.format: exported}
-        times = {k: [] for k in candidates}
         with torch.inference_mode():
-            for fn in candidates.values():
-                fn()
-            for _ in range(20):
-                for key, fn in candidates.items():
-                    start = time.perf_counter()
-                    fn()
-                    times[key].append(time.perf_counter() - start)
-        report = ", ".join(f"{k} {statistics.median(v) * 1e3:.2f} ms" for k, v in times.items())
-        print(f"batch-1 latency ({torch.get_num_threads()} threads, median of 20 interleaved): {report}")
+            times = time_interleaved({"torch eager": lambda: model(x), args.format: exported}, rounds=20)
+        report = ", ".join(f"{k} {v}" for k, v in times.items())
+        print(f"batch-1 latency ({torch.get_num_threads()} threads, median (min-max) of 20 interleaved rounds): "
+              f"{report}")
     return 0 if check.passed else 1

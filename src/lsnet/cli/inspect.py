@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_spec, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("inspect", help="SKA aggregation weights and LKP/SKA feature maps on one image",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="lsnet_t", help="[LABEL=]NAME[:KEY=VALUE,...] of an LSNet (default lsnet_t)")
+    parser.add_argument("--model", type=model_spec, default="lsnet_t",
+                        help="[LABEL=]NAME[:KEY=VALUE,...] of an LSNet (default lsnet_t)")
     parser.add_argument("--checkpoint", default=None, help="weights (.pth / .safetensors); default: random init")
     parser.add_argument("--image", default="astronaut", help="file, bundled photo name, or fashion-mnist:N")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (default: the standard places)")
-    parser.add_argument("--img-size", type=int, default=None, help="input size (default: the model's)")
+    parser.add_argument("--img-size", type=positive_int, default=None, help="input size (default: the model's)")
     parser.add_argument("--layers", nargs="+", default=None, help="LS conv names or indices (default: paper's)")
-    parser.add_argument("--channels", type=int, default=8, help="feature channels shown per grid")
+    parser.add_argument("--channels", type=positive_int, default=8, help="feature channels shown per grid")
     parser.add_argument("--seed", type=int, default=0, help="seeds random weights")
     parser.add_argument("--output", default="results/inspect", help="output folder (default: results/inspect)")
     return parser
@@ -43,6 +46,8 @@ def load_one_image(spec: str, data_dir: str | None = None):
         from lsnet.data import FashionMNIST
 
         _, _, index = spec.partition(":")
+        if not (index or "0").isdigit():
+            raise ValueError(f"--image {spec!r}: expected fashion-mnist:N, N a test-image index (e.g. fashion-mnist:0)")
         index = int(index or 0)
         return FashionMNIST(data_dir, split="test", subset=index + 1)[index][0]
     names = {Path(p).stem: p for p in PHOTOS}

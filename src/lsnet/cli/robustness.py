@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import model_spec, non_negative_int, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("robustness", help="ImageNet-C style corruption robustness: accuracy, CE, mCE",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_argument_group("models")
-    group.add_argument("--models", nargs="+", default=["lsnet_t"], metavar="SPEC",
+    group.add_argument("--models", nargs="+", type=model_spec, default=["lsnet_t"], metavar="SPEC",
                        help="[LABEL=]NAME[:KEY=VALUE,...] (default: lsnet_t)")
     group.add_argument("--checkpoint", default=None, help="weights for the models given without checkpoint=")
     group.add_argument("--baseline", default=None, help="label of the model CE is relative to (default: the first)")
@@ -30,18 +32,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--dataset", default="fashion-mnist", help="'fashion-mnist' or 'folder' (default fashion-mnist)")
     group.add_argument("--data-dir", default=None, help="data folder (Fashion-MNIST IDX files or an ImageFolder root)")
     group.add_argument("--split", default=None, help="evaluation split (default: test / val)")
-    group.add_argument("--subset", type=int, default=500,
+    group.add_argument("--subset", type=non_negative_int, default=500,
                        help="evaluate a seeded random subset of N images (0 = all; default 500)")
-    group.add_argument("--img-size", type=int, default=None, help="input size (default: checkpoint config / data set)")
+    group.add_argument("--img-size", type=positive_int, default=None,
+                       help="input size (default: checkpoint config / data set)")
     group = parser.add_argument_group("corruptions")
     group.add_argument("--corruptions", nargs="+", default=["standard"],
                        help="names, 'standard' (the 15 of ImageNet-C) or 'all' (+ the 4 held-out ones)")
-    group.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    group.add_argument("--severities", type=int, choices=range(1, 6), nargs="+", default=[1, 2, 3, 4, 5])
     group.add_argument("--seed", type=int, default=0, help="seeds the corruptions, the subset and random weights")
     group = parser.add_argument_group("run")
-    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--batch-size", type=positive_int, default=128)
     group.add_argument("--workers", type=int, default=0, help="data-loader processes (corruptions run there)")
-    group.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    group.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     group.add_argument("--output", default="results/robustness", help="output folder (default: results/robustness)")
     return parser
 
@@ -82,9 +85,7 @@ def run(args: argparse.Namespace) -> int:
         corruptions += {"standard": list(CORRUPTIONS), "all": list(CORRUPTIONS + EXTRA_CORRUPTIONS)}.get(name, [name])
     unknown = [c for c in corruptions if c not in CORRUPTIONS + EXTRA_CORRUPTIONS]
     if unknown:
-        raise SystemExit(f"unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS + EXTRA_CORRUPTIONS)}")
-    if any(s not in range(1, 6) for s in args.severities):
-        raise SystemExit(f"--severities must be in 1..5; got {args.severities}")
+        raise ValueError(f"unknown corruption(s) {unknown}; choose from {', '.join(CORRUPTIONS + EXTRA_CORRUPTIONS)}")
 
     defaults = _dataset_defaults(args.dataset, args.data_dir)
     split = args.split or dataset_info(args.dataset, args.data_dir).eval_split
@@ -108,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
         if args.img_size:
             s["img_size"] = args.img_size
         if spec.label in models:
-            raise SystemExit(f"two models share the label {spec.label!r}; name them with LABEL=NAME")
+            raise ValueError(f"two models share the label {spec.label!r}; name them with LABEL=NAME")
         models[spec.label], settings[spec.label] = model, s
     baseline = args.baseline or next(iter(models))
     if baseline not in models:
-        raise SystemExit(f"--baseline {baseline!r} is not one of the model labels {list(models)}")
+        raise ValueError(f"--baseline {baseline!r} is not one of the model labels {list(models)}")
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
