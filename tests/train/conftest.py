@@ -14,7 +14,7 @@ def fmnist_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def folder_dir(tmp_path_factory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("folder"))
+    return make_image_folder(tmp_path_factory.mktemp("folder"), n_test=4)  # train 48, val 24, test 12 images
 
 
 @pytest.fixture(scope="session")
