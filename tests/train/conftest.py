@@ -36,7 +36,9 @@ def _can_install_packages() -> bool:
         return False
     if os.geteuid() == 0:
         return True
-    return shutil.which("sudo") is not None and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+    if shutil.which("sudo") is None:
+        return False
+    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="session")

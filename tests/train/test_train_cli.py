@@ -107,3 +107,33 @@ def test_resume_of_a_finished_run_only_evaluates(tiny_run, capsys):
     assert "test top-1" in capsys.readouterr().out  # best.pth on the test split, again
     after = torch.load(tiny_run / "last.pth", weights_only=True)["model"]
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_best_pth_is_chosen_on_val_and_the_test_split_is_read_once_with_it(folder_dir, tmp_path, monkeypatch):
+    from lsnet.train import Trainer, train
+
+    calls, evaluate = [], Trainer._evaluate
+    val_top1 = iter([60.0, 40.0, 50.0])  # epoch 1 is the best on val, though the run ends at epoch 3
+
+    def spy(self, model, loader, split):
+        result = evaluate(self, model, loader, split)
+        if split == "val":
+            result.top1 = next(val_top1)
+        calls.append((split, {k: v.clone() for k, v in model.state_dict().items()}))
+        return result
+
+    monkeypatch.setattr(Trainer, "_evaluate", spy)
+    result = train(dataset="folder", data_dir=str(folder_dir), output=str(tmp_path), experiment="sel", epochs=3,
+                   model=TINY_FLAGS[1], img_size=32, batch_size=8, workers=0, quiet=True, warmup_epochs=0, lr=2e-3,
+                   threads=1)
+    assert [split for split, _ in calls] == ["val", "val", "val", "test"]
+    assert (result.best_epoch, result.best_val_top1, result.final.extra["split"]) == (1, 60.0, "test")
+    best = load_checkpoint(tmp_path / "sel" / "best.pth")
+    last = load_checkpoint(tmp_path / "sel" / "last.pth")
+    assert best["epoch"] == 1 and last["epoch"] == 3
+    tested = calls[-1][1]
+    assert all(torch.equal(tested[k], best["model"][k]) for k in tested)  # the test saw epoch 1's weights
+    assert not all(torch.equal(tested[k], last["model"][k]) for k in tested)
+    assert load_file(tmp_path / "sel" / "best.safetensors").keys() == tested.keys()
+    eval_json = json.loads((tmp_path / "sel" / "eval.json").read_text())
+    assert (eval_json["split"], eval_json["best_epoch"], eval_json["best_val_top1"]) == ("test", 1, 60.0)

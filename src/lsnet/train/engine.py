@@ -239,10 +239,11 @@ class Trainer:
 
         train_set = create_dataset(cfg.dataset, transform=train_tf, subset=cfg.train_subset, **splits("train"),
                                    **common)
-        cfg.val_size = train_set.val_size if isinstance(train_set, HeldOut) else 0  # resolved: what was held out
+        held_out = train_set.val_size if isinstance(train_set, HeldOut) else 0
         val_set = test_set = None
-        if cfg.val_split or cfg.val_size:
+        if cfg.val_split or held_out:
             val_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.val_subset, **splits("val"), **common)
+        cfg.val_size = held_out  # resolved: what was held out (config.yaml, resume and `lsnet eval` use it)
         if cfg.test_split != "none":
             test_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.test_subset, **splits("test"),
                                       **common)
