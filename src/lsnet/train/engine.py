@@ -621,7 +621,7 @@ class Trainer:
     def _selection(self) -> str:
         """How best.pth was chosen, e.g. 'epoch 5, val top-1 91.20%'."""
         if self.best_val_top1 is None:
-            return f"epoch {self.best_epoch}, the last (no validation split)"
+            return f"epoch {self.best_epoch}, the last: no validation split"
         return f"epoch {self.best_epoch}, val top-1 {self.best_val_top1:.2f}%"
 
     def _finish(self, final: EvalResult, split: str) -> TrainResult:
