@@ -137,3 +137,26 @@ def test_best_pth_is_chosen_on_val_and_the_test_split_is_read_once_with_it(folde
     assert load_file(tmp_path / "sel" / "best.safetensors").keys() == tested.keys()
     eval_json = json.loads((tmp_path / "sel" / "eval.json").read_text())
     assert (eval_json["split"], eval_json["best_epoch"], eval_json["best_val_top1"]) == ("test", 1, 60.0)
+
+
+def test_library_code_never_imports_the_cli():
+    """Imports point down: `python -m lsnet.train` and `lsnet train` share lsnet.train.launch, not lsnet.cli."""
+    import ast
+    from pathlib import Path
+
+    import lsnet
+
+    package = Path(lsnet.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).parts[0] == "cli":
+            continue
+        here = ("lsnet", *path.relative_to(package).parts[:-1])  # the importing module's package
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):  # resolve relative imports: level 1 is `here`, 2 its parent, ...
+                base = here[:len(here) - node.level + 1] if node.level else ()
+                module = ".".join((*base, *filter(None, [node.module])))
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]  # `from . import cli` too
+            offenders += [f"{path.relative_to(package)}: {n}" for n in names if n.startswith("lsnet.cli")]
+    assert not offenders
