@@ -633,7 +633,7 @@ class Trainer:
 
             final.extra.update(model=self.cfg.model, dataset=self.cfg.dataset, split=split, checkpoint=ckpt.BEST,
                                best_epoch=self.best_epoch, best_val_top1=self.best_val_top1,
-                               val_split=self.val_source, ema=self.ema is not None)
+                               val_source=self.val_source, ema=self.ema is not None)
             (self.run_dir / "eval.json").write_text(json.dumps(final.to_dict(), indent=2))
             plot_curves(self.history, self.run_dir / "curves.png")
             plot_confusion(final.confusion, final.classes, self.run_dir / "confusion_matrix.png",

@@ -182,9 +182,10 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
                                  interpolation=config.get("interpolation", "bicubic"),
                                  crop_pct=config.get("crop_pct", 0.875))
     split = split or info.eval_split
-    splits = split_arguments(split, info, val_split=config.get("val_split"), test_split=config.get("test_split"),
-                             train_split=config.get("train_split", "train"), val_size=config.get("val_size"),
-                             seed=config.get("seed", TrainConfig.seed))
+    run = config if config.get("dataset") == info.name else {}  # the run's splits, unless another data set is asked
+    splits = split_arguments(split, info, val_split=run.get("val_split"), test_split=run.get("test_split"),
+                             train_split=run.get("train_split", "train"), val_size=run.get("val_size"),
+                             seed=run.get("seed", TrainConfig.seed))
     data = create_dataset(dataset, transform=transform, in_chans=in_chans, data_dir=data_dir, download=download,
                           subset=subset, strict=strict, **splits)
     loader = create_loader(data, batch_size=batch_size, sampler=ShardSampler(len(data)), workers=workers,

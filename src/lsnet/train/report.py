@@ -111,7 +111,7 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
         f"| epochs | {summary['epochs_done']} (+{config.get('cooldown_epochs', 0)} cooldown) |",
         f"| learning rate | {summary['lr']:.3g} peak, global batch {summary['global_batch']} |",
         f"| training throughput | {summary['train_images_per_sec']:.0f} img/s |",
-        f"| evaluation throughput | {result.images_per_sec:.0f} img/s (model), "
+        f"| evaluation throughput ({split}) | {result.images_per_sec:.0f} img/s (model), "
         f"{result.end_to_end_images_per_sec:.0f} img/s (with data loading) |",
         f"| wall time | {summary['wall_seconds'] / 60:.1f} min ({summary['train_seconds'] / 60:.1f} min training) |",
         f"| parameters | {summary['params'] / 1e6:.3f} M |",
