@@ -20,6 +20,7 @@ run: install
 	$(BIN)/lsnet train --config fashion_mnist_cpu --download $(RUN_ARGS)
 
 test: install
+	sh scripts/get_fashion_mnist.sh  # real images for the learning tests (tests/train/test_train_learns.py)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 	$(BIN)/ruff check src tests benchmarks
 

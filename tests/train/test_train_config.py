@@ -60,3 +60,46 @@ def test_unknown_settings_and_bad_values_are_config_errors(tmp_path):
         TrainConfig(distillation_type="hard")
     with pytest.raises(ConfigError, match="even --batch-size"):
         TrainConfig(mixup=0.8, batch_size=7)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(epochs=0), "--epochs must be >= 1; got 0"),
+    (dict(batch_size=0), "--batch-size must be >= 1; got 0"),
+    (dict(warmup_epochs=-1), "--warmup-epochs must be >= 0; got -1"),
+    (dict(workers=-2), "--workers must be >= 0; got -2"),
+    (dict(eval_every=-1), "--eval-every must be >= 0; got -1"),
+    (dict(threads=0), "--threads must be >= 1; got 0"),
+    (dict(num_classes=0), "--num-classes must be >= 1; got 0"),
+    (dict(train_subset=0), "--train-subset must be >= 1; got 0"),
+    (dict(val_size=-5), "--val-size must be >= 0; got -5"),
+    (dict(img_size=4), "--img-size must be >= 8; got 4"),
+    (dict(in_chans=2), "--in-chans must be 1 or 3; got 2"),
+    (dict(hflip=1.5), "--hflip must be in [0, 1]; got 1.5"),
+    (dict(reprob=-0.1), "--reprob must be in [0, 1]; got -0.1"),
+    (dict(model_ema_decay=2.0), "--model-ema-decay must be in [0, 1]; got 2.0"),
+    (dict(smoothing=1.0), "--smoothing must be in [0, 1); got 1.0"),
+    (dict(drop_path=1.0), "--drop-path must be in [0, 1); got 1.0"),
+    (dict(crop_pct=0.0), "--crop-pct must be in [0.05, 1]; got 0.0"),
+    (dict(layer_decay=1.5), "--layer-decay must be in [0.01, 1]; got 1.5"),
+    (dict(scale=[0.9, 0.5]), "--scale needs 0 < MIN <= MAX <= 1; got [0.9, 0.5]"),
+    (dict(ratio=[0.0, 1.0]), "--ratio needs 0 < MIN <= MAX; got [0.0, 1.0]"),
+    (dict(clip_grad=0.0), "--clip-grad must be > 0 (or unset); got 0.0"),
+    (dict(distillation_alpha=1.5), "--distillation-alpha must be in [0, 1]; got 1.5"),
+    (dict(distillation_tau=0.0), "--distillation-tau must be > 0; got 0.0"),
+    (dict(lr=-1.0), "--lr must be >= 0; got -1.0"),
+    (dict(weight_decay=float("nan")), "--weight-decay must be >= 0; got nan"),
+    (dict(mixup=-0.5), "--mixup must be >= 0; got -0.5"),
+    (dict(val_split="train"), "--val-split 'train' is the training split"),
+    (dict(val_split="test", test_split="test"), "--val-split and --test-split are both 'test'"),
+])
+def test_validate_names_the_flag_and_the_value(changes, message):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**changes)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_command_line_values_are_validated_too(capsys):
+    from lsnet.cli.main import main
+
+    assert main(["train", "--epochs", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --epochs must be >= 1; got 0"

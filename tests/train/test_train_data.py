@@ -6,17 +6,22 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from train_helpers import make_fashion_mnist, make_image_folder, write_idx
 
 from lsnet.data import (
     DatasetError,
     FashionMNIST,
+    HeldOut,
     ImageFolder,
+    carve_indices,
     collate_skip,
     create_dataset,
     create_transform,
     dataset_info,
+    default_val_size,
     read_idx,
+    split_arguments,
 )
 
 
@@ -105,3 +110,70 @@ def test_timm_transforms_on_gray_and_rgb(tmp_path, channels):
     assert data[0][0].shape == (channels, 40, 40)
     data = create_dataset("folder", "val", data_dir=str(root), transform=eval_tf, in_chans=channels)
     assert data[0][0].shape == (channels, 40, 40) and torch.isfinite(data[0][0]).all()
+
+
+def test_held_out_indices_are_seeded_disjoint_and_stable():
+    # pinned: numpy's legacy RandomState stream is frozen, so these hold on every numpy version
+    assert carve_indices(10, 3, seed=0) == ([0, 1, 3, 5, 6, 7, 9], [2, 4, 8])
+    assert carve_indices(10, 3, seed=42) == ([0, 2, 3, 4, 6, 7, 9], [1, 5, 8])
+    train, val = carve_indices(60000, 5000, seed=7)
+    assert len(val) == 5000 and len(train) == 55000 and not set(train) & set(val)
+    assert sorted(train + val) == list(range(60000)) and val == sorted(val)
+    assert carve_indices(60000, 5000, seed=7) == (train, val) and carve_indices(60000, 5000, seed=8)[1] != val
+    assert [default_val_size(n) for n in (60000, 1281167, 30, 5)] == [5000, 5000, 3, 0]
+    with pytest.raises(DatasetError, match="--val-size 10 must be between 1 and 9 .* lower --val-size"):
+        carve_indices(10, 10, seed=0)
+
+
+def test_fashion_mnist_val_is_held_out_from_train_with_eval_transforms(fmnist_dir):
+    info = dataset_info("fashion-mnist")
+    assert (info.val_split, info.test_split, info.eval_split) == (None, "test", "test")
+    common = dict(data_dir=str(fmnist_dir))
+    train = create_dataset("fashion-mnist", transform=lambda im: ("train", im), **common,
+                           **split_arguments("train", info, seed=3))
+    val = create_dataset("fashion-mnist", transform=lambda im: ("eval", im), **common,
+                         **split_arguments("val", info, seed=3))
+    assert isinstance(train, HeldOut) and isinstance(val, HeldOut)
+    assert (len(train), len(val)) == (58, 6)  # 10% of the 64 synthetic training images
+    assert not set(train.indices) & set(val.indices) and len(set(train.indices) | set(val.indices)) == 64
+    assert val[0][0][0] == "eval" and train[0][0][0] == "train"
+    assert val.describe() == "held out from train: 6 images, seed 3"
+    full = FashionMNIST(fmnist_dir)
+    index = val.indices[0]
+    assert np.array_equal(np.array(val[0][0][1]), full.images[index]) and val[0][1] == full.targets[index]
+    small = create_dataset("fashion-mnist", **common, subset=2, **split_arguments("val", info, seed=3))
+    assert small.indices == val.indices[:2]
+    with pytest.raises(DatasetError, match="splits 'train' and 'test'; got 'val' .*held out from train"):
+        create_dataset("fashion-mnist", "val", **common)
+    with pytest.raises(DatasetError, match="no validation split and --val-size is 0"):
+        split_arguments("val", info, val_size=0)
+
+
+def test_folder_splits_never_map_val_to_test(tmp_path):
+    root = make_image_folder(tmp_path, n_train=10, n_val=0, n_test=2)  # train/ and test/ only
+    info = dataset_info("folder", str(root))
+    assert (info.val_split, info.test_split) == (None, "test")
+    with pytest.raises(DatasetError, match="no 'val' split .*looked for val, validation, valid"):
+        create_dataset("folder", "val", data_dir=str(root))
+    val = create_dataset("folder", data_dir=str(root), **split_arguments("val", info, seed=0))
+    assert len(val) == 3 and all(str(root / "train") in val.dataset.samples[i][0] for i in val.indices)
+    test = create_dataset("folder", data_dir=str(root), **split_arguments("test", info))
+    assert len(test) == 6 and str(test.root).endswith("test")
+    (root / "validation" / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "validation" / "cat" / "x.png")
+    info = dataset_info("folder", str(root))
+    assert info.val_split == "val" and split_arguments("val", info) == {"split": "val", "val_size": 0}
+    assert len(create_dataset("folder", data_dir=str(root), **split_arguments("val", info))) == 1
+    with pytest.raises(DatasetError, match="has its own validation split 'val'; drop --val-size"):
+        split_arguments("val", info, val_size=5)
+    assert dataset_info("folder", str(make_image_folder(tmp_path / "b", n_test=0))).test_split is None
+
+
+def test_dataset_error_from_a_loader_worker_keeps_its_one_line():
+    message = "unreadable image '/d/x.png' (Truncated File Read); remove or replace it"
+    wrapped = ("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "worker.py", line 1, in <module>\n'
+               f"lsnet.data.errors.DatasetError: {message}\n")
+    err = DatasetError(wrapped)
+    assert str(err) == message and err.worker_traceback == wrapped
+    assert str(DatasetError(message)) == message and DatasetError(message).worker_traceback is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from train_helpers import TINY_MODEL
 
-import lsnet.cli.train as cli_train
+import lsnet.train.launch as launch
 from lsnet.cli.main import main
 
 RANK_SCRIPT = textwrap.dedent("""
@@ -41,7 +41,7 @@ def test_two_cpu_processes_end_with_identical_weights(folder_dir, tmp_path):
     # rank 0 alone logs and writes; evaluation covers every image exactly once across the 2 ranks
     run = tmp_path / "ddp"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and json.loads((run / "eval.json").read_text())["num_images"] == 24
+    assert len(rows) == 2 and json.loads((run / "eval.json").read_text())["num_images"] == 12
     state = torch.load(run / "last.pth", weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2  # every rank's generators, for an exact resume
     assert done.stdout.count("test top-1") == 1
@@ -56,7 +56,7 @@ def test_nproc_flag_relaunches_through_torchrun(folder_dir, tmp_path, monkeypatc
         launched["config"] = Path(config).read_text()
         return 0
 
-    monkeypatch.setattr(cli_train.subprocess, "call", fake_call)
+    monkeypatch.setattr(launch.subprocess, "call", fake_call)
     assert main(["train", "--nproc", "2", "--dataset", "folder", "--data-dir", str(folder_dir), "--output",
                  str(tmp_path), "--model", TINY_MODEL, "--epochs", "1"]) == 0
     command = launched["command"]

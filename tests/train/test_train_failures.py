@@ -5,7 +5,7 @@ import errno
 
 import pytest
 import torch
-from train_helpers import TINY_MODEL
+from train_helpers import TINY_FLAGS, TINY_MODEL, folder_flags, make_image_folder
 
 import lsnet.train.checkpoint as checkpoint
 from lsnet.cli.main import main
@@ -110,3 +110,90 @@ def test_busy_cpus_drop_training_to_one_thread():
         assert torch.get_num_threads() == 1 and not guard.step(0.5)
     finally:
         torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------- bad input, one line
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_last_incomplete_training_batch_is_dropped(tmp_path):
+    root = make_image_folder(tmp_path / "data", n_train=3, n_val=1)  # 9 training images: batches 4, 4 and 1
+    result = train(tiny(root, tmp_path, "odd", epochs=1, batch_size=4))
+    assert result.history[0]["train_images_per_sec"] > 0
+    assert result.train_images_per_sec > 0 and result.epochs_done == 1
+    assert load_checkpoint(tmp_path / "odd" / "last.pth")["counters"]["train_images"] == 8  # 2 full batches
+
+
+def test_batch_size_one_and_one_readable_image_per_batch(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", n_train=2, n_val=1)
+    assert main(["train", *folder_flags(root, tmp_path, "b1", epochs=1), "--batch-size", "1"]) == 1
+    err = one_line_error(capsys)
+    assert "--batch-size 1: lsnet_test has BatchNorm, which needs at least 2 images" in err and "2 or more" in err
+    assert not (tmp_path / "b1").exists()  # nothing is written before the run can start
+    for name in ("000", "003"):  # sorted order: each of the first two batches of 2 keeps 1 readable image
+        (root / "train" / "cat" / f"{name}.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="dropped a training batch left with 1 readable image"):
+        result = train(tiny(root, tmp_path, "b2", epochs=1, batch_size=2, hflip=0.0))
+    assert result.history[0]["skipped_images"] == 2
+
+
+def test_unknown_model_is_named_before_the_data(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", n_train=1, n_val=1)  # 3 images: any batch size check would fail
+    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--model", "no_such_model",
+                 "--output", str(tmp_path)]) == 1
+    err = one_line_error(capsys)
+    assert "unknown model 'no_such_model'" in err and "batch" not in err
+
+
+def test_strict_corrupt_image_in_a_worker_is_one_line(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", n_train=4, n_val=2)
+    (root / "train" / "dog" / "000-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert main(["train", *folder_flags(root, tmp_path, "strict", epochs=1), "--strict", "--workers", "2"]) == 1
+    err = one_line_error(capsys)
+    assert err.startswith("error: unreadable image") and "000-broken.png" in err and "without --strict" in err
+    assert "DataLoader worker" not in err
+
+
+def test_num_classes_and_batch_size_that_do_not_fit_the_data(folder_dir, tmp_path, capsys):
+    assert main(["train", *folder_flags(folder_dir, tmp_path, "k", epochs=1), "--num-classes", "2"]) == 1
+    err = one_line_error(capsys)
+    assert "--num-classes 2 is fewer than the 3 classes of folder" in err and "pass at least 3" in err
+    assert main(["train", *folder_flags(folder_dir, tmp_path, "big", epochs=1), "--batch-size", "64"]) == 1
+    assert "48 training images per process is fewer than --batch-size 64; lower --batch-size" in one_line_error(capsys)
+
+
+def test_resume_with_an_optimizer_that_does_not_fit(tiny_run, capsys):
+    # weight decay 0 puts every parameter in one group; the run's AdamW state has two (decay / no decay)
+    assert main(["train", "--resume", str(tiny_run), "--weight-decay", "0", "--epochs", "3"]) == 1
+    err = one_line_error(capsys)
+    assert "optimizer state in" in err and "does not fit --opt adamw" in err and "parameter groups" in err
+    assert "resume with the run's own optimizer settings" in err and "--initial-checkpoint" in err
+
+
+def test_validation_and_test_split_errors(folder_dir, fmnist_dir, tmp_path, capsys):
+    fm = ["--dataset", "fashion-mnist", "--data-dir", str(fmnist_dir), "--output", str(tmp_path), *TINY_FLAGS]
+    cases = [
+        ([*fm, "--val-split", "test", "--test-split", "test"], "--val-split and --test-split are both 'test'"),
+        ([*fm, "--val-split", "test"], "validation split 'test' is also the test split"),  # test_split from the data
+        ([*fm, "--val-size", "64"], "--val-size 64 must be between 1 and 63 for a training split of 64 images"),
+        ([*fm, "--val-size", "0", "--test-split", "none"], "no validation or test split and --val-size is 0"),
+        ([*folder_flags(folder_dir, tmp_path, "v", epochs=1), "--val-size", "5"],
+         "has its own validation split 'val'; drop --val-size"),
+        ([*folder_flags(folder_dir, tmp_path, "v", epochs=1), "--test-split", "holdout"], "no 'holdout' split"),
+    ]
+    for argv, expected in cases:
+        assert main(["train", *argv]) == 1, argv
+        err = one_line_error(capsys)
+        assert expected in err, (argv, err)
+
+
+def test_folder_without_val_holds_out_training_images(tmp_path):
+    root = make_image_folder(tmp_path / "data", n_train=10, n_val=0, n_test=2)  # train/ (30 images) and test/
+    result = train(tiny(root, tmp_path, "carve", epochs=1, batch_size=4))
+    config = load_checkpoint(tmp_path / "carve" / "last.pth")["config"]
+    assert (config["val_split"], config["val_size"], config["test_split"]) == (None, 3, "test")  # 10% of 30
+    assert result.val.num_images == 3 and result.final.num_images == 6 and result.final.extra["split"] == "test"
+    assert load_checkpoint(tmp_path / "carve" / "last.pth")["counters"]["train_images"] == 24  # 27 left, batches of 4

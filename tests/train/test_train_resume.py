@@ -59,3 +59,7 @@ def test_resume_after_kill_matches_uninterrupted_run(folder_dir, tmp_path):
     full_opt, resumed_opt = full["optimizer"]["state"], resumed["optimizer"]["state"]
     assert all(torch.equal(full_opt[i]["exp_avg"], resumed_opt[i]["exp_avg"]) for i in full_opt)
     assert metrics(tmp_path / "full") == metrics(run)
+    # the held-out test evaluation of best.pth (read back from disk when the best epoch ran before the kill)
+    full_eval, resumed_eval = (json.loads((d / "eval.json").read_text()) for d in (tmp_path / "full", run))
+    assert full_eval["split"] == resumed_eval["split"] == "test"
+    assert (full_eval["top1"], full_eval["loss"]) == (resumed_eval["top1"], resumed_eval["loss"])

@@ -47,8 +47,12 @@ def make_fashion_mnist(root: Path, n_train: int = 64, n_test: int = 32, compress
     return root
 
 
-def make_image_folder(root: Path, classes=("cat", "dog", "owl"), n_train: int = 16, n_val: int = 8) -> Path:
-    for split, n in (("train", n_train), ("val", n_val)):
+def make_image_folder(root: Path, classes=("cat", "dog", "owl"), n_train: int = 16, n_val: int = 8,
+                      n_test: int = 0) -> Path:
+    """root/{train,val[,test]}/<class>/NNN.png with n_* images per class (a split with 0 is left out)."""
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        if n == 0:
+            continue
         labels = np.arange(n * len(classes)) % len(classes)
         images = class_images(labels, 24, 3, seed=n)
         for i, (label, image) in enumerate(zip(labels, images)):

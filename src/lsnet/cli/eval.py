@@ -2,6 +2,7 @@
 
     lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
     lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
+    lsnet eval --checkpoint runs/<run>/best.pth --split val     # the run's validation images (held out with its seed)
     lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
 """
 from __future__ import annotations
@@ -17,7 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--model", help="timm model name (needed for checkpoints that do not record it)")
     group.add_argument("--dataset", help="'fashion-mnist' or 'folder'")
     group.add_argument("--data-dir", help="data folder")
-    group.add_argument("--split", help="evaluation split (default: test for Fashion-MNIST, val for folders)")
+    group.add_argument("--split", choices=("val", "test", "train"),
+                       help="the run's split to evaluate (default: test, or val when the data set has none); val is "
+                            "the run's held-out images when it held some out, and train then excludes them")
     group.add_argument("--img-size", type=int)
     group.add_argument("--in-chans", type=int)
     group.add_argument("--num-classes", type=int)
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet)
     extra = result.extra
     fused = " (fused)" if args.fuse else ""
-    print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']}: {result.summary()}")
+    print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']} split ({extra['split_source']}): "
+          f"{extra['split']} {result.summary()}")
     names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
     width = max(len(n) for n in names)
     for name, acc in zip(names, result.per_class_accuracy):

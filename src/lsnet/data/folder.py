@@ -1,6 +1,7 @@
 """An ImageFolder that survives unreadable files: skipped with a warning and counted, or a clear error (strict).
 
-    root/train/<class>/*.jpg, root/val/<class>/*.png, ...   (torchvision's ImageFolder layout, one tree per split)
+    root/train/<class>/*.jpg, root/val/<class>/*.png, root/test/...   (torchvision's ImageFolder layout, one tree
+                                                                       per split; val/ and test/ are optional)
 
 Unreadable files are found lazily (opening 1M files up front would take minutes): `__getitem__` returns None for one,
 and `collate_skip` drops the Nones and reports how many it dropped, so the count works across loader workers.
@@ -18,19 +19,27 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 
 from .errors import DatasetError
 
-SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "validation", "valid", "test"),
-                 "test": ("test", "val", "validation")}
+SPLIT_ALIASES = {"train": ("train", "training"), "val": ("val", "validation", "valid"), "test": ("test",)}
 
 
-def find_split_dir(root: str | os.PathLike, split: str) -> Path:
-    """`root/<split>` (or a common alias: val <-> validation <-> test); DatasetError naming what exists otherwise."""
+def split_dir(root: str | os.PathLike, split: str) -> Path | None:
+    """`root/<split>` or its alias (val <-> validation <-> valid; never val <-> test), or None when absent."""
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"image folder {str(root)!r} does not exist; pass --data-dir pointing at a folder with "
-                           f"train/<class>/*.jpg and val/<class>/*.jpg")
     for name in SPLIT_ALIASES.get(split, (split,)):
         if (root / name).is_dir():
             return root / name
+    return None
+
+
+def find_split_dir(root: str | os.PathLike, split: str) -> Path:
+    """`split_dir`, or DatasetError naming what exists."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"image folder {str(root)!r} does not exist; pass --data-dir pointing at a folder with "
+                           f"train/<class>/*.jpg (and optionally val/ and test/)")
+    found = split_dir(root, split)
+    if found is not None:
+        return found
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
     names = ", ".join(SPLIT_ALIASES.get(split, (split,)))
     raise DatasetError(f"no {split!r} split under {str(root)!r} (looked for {names}; "

@@ -83,7 +83,8 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 def find_fashion_mnist(root: str | os.PathLike | None = None, split: str = "train") -> tuple[Path, Path]:
     """(images, labels) paths of `split` ('train' | 'test'); DatasetError saying where it looked and how to fix."""
     if split not in FILES:
-        raise DatasetError(f"Fashion-MNIST has splits 'train' and 'test'; got {split!r}")
+        raise DatasetError(f"Fashion-MNIST has splits 'train' and 'test'; got {split!r} (its validation images are "
+                           "held out from train: --val-size)")
     searched = _candidate_dirs(root)
     for directory in searched:
         images, labels = (_find_file(directory, stem) for stem in FILES[split])
@@ -127,7 +128,7 @@ class FashionMNIST(torch.utils.data.Dataset):
         try:
             images_path, labels_path = find_fashion_mnist(root, split)
         except DatasetError:
-            if not download:
+            if not download or split not in FILES:
                 raise
             images_path, labels_path = find_fashion_mnist(download_fashion_mnist(root), split)
         images, labels = read_idx(images_path), read_idx(labels_path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli.train import add_arguments, run
+from .launch import add_arguments, run
 
 
 def main(argv: list[str] | None = None) -> int:

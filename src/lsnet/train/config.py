@@ -47,13 +47,20 @@ class TrainConfig:
     dataset: str = _f("fashion-mnist", "data",
                       "'fashion-mnist' (IDX files) or 'folder' (ImageFolder tree at --data-dir)")
     data_dir: str | None = _f(None, "data", "data folder (Fashion-MNIST IDX files, or an ImageFolder root with "
-                              "train/ and val/); default: search the standard places", type=str)
+                              "train/ and optionally val/ and test/); default: search the standard places", type=str)
     download: bool = _f(False, "data", "download Fashion-MNIST with torchvision if it is not found (needs network)")
     train_split: str = _f("train", "data", "training split (ImageFolder sub-folder)")
-    val_split: str | None = _f(None, "data", "evaluation split (default: 'test' for Fashion-MNIST, 'val' for folders)",
-                               type=str)
+    val_split: str | None = _f(None, "data", "validation split, an ImageFolder sub-folder (default: its val/ when "
+                               "there is one; otherwise --val-size training images are held out)", type=str)
+    val_size: int | None = _f(None, "data", "training images held out (drawn with --seed) as the validation split "
+                              "when the data set has none: per-epoch val metrics and best.pth use them (default: 10% "
+                              "of the training split, at most 5000; 0: no validation, best.pth is the last epoch)",
+                              type=int)
+    test_split: str | None = _f(None, "data", "test split, evaluated once at the end with best.pth (default: "
+                                "'test' when the data set has one; 'none': no test evaluation)", type=str)
     train_subset: int | None = _f(None, "data", "use only the first N training images", type=int)
-    val_subset: int | None = _f(None, "data", "use only the first N evaluation images", type=int)
+    val_subset: int | None = _f(None, "data", "use only the first N validation images", type=int)
+    test_subset: int | None = _f(None, "data", "use only the first N test images", type=int)
     in_chans: int | None = _f(None, "data", "input channels, 1 or 3 (default: the data set's own)", type=int)
     img_size: int = _f(224, "data", "input resolution (square)", type=int)
     mean: list | None = _f(None, "data", "normalization mean (default: the data set's)", type=float, nargs="+")
@@ -152,22 +159,52 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-        check(self.epochs >= 1, f"--epochs must be >= 1; got {self.epochs}")
-        check(self.batch_size >= 1, f"--batch-size must be >= 1; got {self.batch_size}")
+        def in_range(name: str, low: float, high: float, high_open: bool = False, optional: bool = False):
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            ok = value is not None and low <= value and (value < high if high_open else value <= high)
+            check(ok, f"--{_flag(name)} must be in [{low:g}, {high:g}{')' if high_open else ']'}; got {value}")
+
+        def at_least(name: str, low: int, optional: bool = False):
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            check(value is not None and value >= low, f"--{_flag(name)} must be >= {low}; got {value}")
+
+        for name in ("epochs", "batch_size", "recount", "lr_base_size"):
+            at_least(name, 1)
+        for name in ("warmup_epochs", "cooldown_epochs", "workers", "eval_every"):
+            at_least(name, 0)
+        for name in ("eval_batch_size", "threads", "num_classes", "train_subset", "val_subset", "test_subset"):
+            at_least(name, 1, optional=True)
+        at_least("val_size", 0, optional=True)
         check(self.img_size >= 8, f"--img-size must be >= 8; got {self.img_size}")
         check(self.in_chans in (None, 1, 3), f"--in-chans must be 1 or 3; got {self.in_chans}")
-        check(self.eval_every >= 0, f"--eval-every must be >= 0; got {self.eval_every}")
-        check(0 <= self.smoothing < 1, f"--smoothing must be in [0, 1); got {self.smoothing}")
-        check(0 <= self.distillation_alpha <= 1,
-              f"--distillation-alpha must be in [0, 1]; got {self.distillation_alpha}")
+        for name in ("hflip", "vflip", "reprob", "mixup_prob", "mixup_switch_prob", "model_ema_decay"):
+            in_range(name, 0, 1)
+        for name in ("smoothing", "drop_path", "drop"):
+            in_range(name, 0, 1, high_open=True)
+        in_range("crop_pct", 0.05, 1)
+        in_range("layer_decay", 0.01, 1, optional=True)
+        check(0 < self.scale[0] <= self.scale[1] <= 1, f"--scale needs 0 < MIN <= MAX <= 1; got {self.scale}")
+        check(0 < self.ratio[0] <= self.ratio[1], f"--ratio needs 0 < MIN <= MAX; got {self.ratio}")
+        check(self.clip_grad is None or self.clip_grad > 0, f"--clip-grad must be > 0 (or unset); got {self.clip_grad}")
+        in_range("distillation_alpha", 0, 1)
         check(self.distillation_tau > 0, f"--distillation-tau must be > 0; got {self.distillation_tau}")
         check(self.distillation_type == "none" or bool(self.teacher),
               f"--distillation-type {self.distillation_type} needs --teacher (a timm model name or a checkpoint)")
         check(not (self.mixup > 0 or self.cutmix > 0 or self.cutmix_minmax) or self.batch_size % 2 == 0,
               f"mixup/cutmix need an even --batch-size; got {self.batch_size}")
-        for name in ("lr", "lr_base", "weight_decay", "warmup_lr", "min_lr"):
+        for name in ("lr", "lr_base", "weight_decay", "warmup_lr", "min_lr", "color_jitter", "mixup", "cutmix"):
             value = getattr(self, name)
             check(value is None or (math.isfinite(value) and value >= 0), f"--{_flag(name)} must be >= 0; got {value}")
+        for name in ("val_split", "test_split"):
+            check(getattr(self, name) != self.train_split, f"--{_flag(name)} {getattr(self, name)!r} is the training "
+                  "split; evaluation must read images the model does not train on")
+        check(self.val_split is None or self.val_split != self.test_split,
+              f"--val-split and --test-split are both {self.val_split!r}: choosing best.pth on the test split makes "
+              "its test score optimistic; unset --val-split to hold out --val-size training images")
         if self.aa in ("none", "None", ""):
             self.aa = None
 

@@ -4,12 +4,17 @@
     result = train("fashion_mnist_cpu", epochs=2)          # a preset name, a dict, or a TrainConfig (+ overrides)
     print(result.final.top1, result.run_dir)
 
+Model selection is honest: every epoch is scored on the validation split (a data set's own, or training images
+held out with the seed, see `lsnet.data.split_arguments`), best.pth is the best val top-1, and the test split is
+evaluated once, at the end, with best.pth's weights.
+
 One run folder per run: config.yaml, metrics.jsonl, last.pth (resume), best.pth + best.safetensors, eval.json,
 curves.png, confusion_matrix.png, report.md. Under torchrun every rank trains a shard (DistributedDataParallel);
 rank 0 alone logs and writes files.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import channel_stats, create_dataset, create_transform, dataset_info
+from ..data import HeldOut, channel_stats, create_dataset, create_transform, dataset_info, split_arguments
 from . import checkpoint as ckpt
 from .builders import ShardSampler, create_loader, create_model
 from .config import TrainConfig, save_config
@@ -44,8 +49,9 @@ from .evaluate import EvalResult, autocast_context, evaluate
 @dataclass
 class TrainResult:
     run_dir: Path
-    final: EvalResult | None  # evaluation of the final model (EMA weights when EMA is on)
-    best_top1: float
+    final: EvalResult | None  # best.pth evaluated once on the test split (on val when there is no test split)
+    val: EvalResult | None  # the best epoch's validation result (None without validation, or when resumed after it)
+    best_val_top1: float | None  # val top-1 of best.pth (None without validation: best.pth is the last epoch)
     best_epoch: int
     epochs_done: int
     train_images_per_sec: float
@@ -145,16 +151,21 @@ class Trainer:
         torch.manual_seed(seed)
 
         # ---- data set facts fill the "auto" settings, so config.yaml records what actually ran
-        info = dataset_info(cfg.dataset, cfg.data_dir, cfg.train_split)
+        self.info = info = dataset_info(cfg.dataset, cfg.data_dir, cfg.train_split)
         cfg.dataset = info.name
         cfg.in_chans = cfg.in_chans or info.in_chans
         cfg.num_classes = cfg.num_classes or info.num_classes
         if cfg.num_classes < info.num_classes:
             raise ConfigError(f"--num-classes {cfg.num_classes} is fewer than the {info.num_classes} classes of "
-                              f"{info.name}")
+                              f"{info.name}; drop --num-classes (default: the data set's) or pass at least "
+                              f"{info.num_classes}")
         cfg.mean = list(channel_stats(cfg.mean or info.mean, cfg.in_chans))
         cfg.std = list(channel_stats(cfg.std or info.std, cfg.in_chans))
-        cfg.val_split = cfg.val_split or info.eval_split
+        cfg.val_split = cfg.val_split or info.val_split
+        cfg.test_split = cfg.test_split or info.test_split or "none"
+        if cfg.val_size == 0 and not cfg.val_split and cfg.test_split == "none":
+            raise ConfigError(f"{info.name} has no validation or test split and --val-size is 0: nothing would "
+                              "evaluate the model; hold out training images with --val-size N (or drop the flag)")
         cfg.eval_batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
         self.classes = info.classes
         self.global_batch = cfg.batch_size * dist_state.world_size
@@ -162,7 +173,7 @@ class Trainer:
         self.amp_dtype = getattr(torch, cfg.amp_dtype) if (cfg.amp if cfg.amp is not None
                                                            else self.device.type == "cuda") else None
 
-        # ---- run folder
+        # ---- run folder (created once model and data are known to work)
         if cfg.resume:
             self.resume_path = ckpt.resolve_checkpoint_path(cfg.resume)
             self.run_dir = self.resume_path.parent
@@ -174,19 +185,27 @@ class Trainer:
                 raise ConfigError(f"{str(self.run_dir)!r} already holds a run; continue it with --resume {self.run_dir}"
                                   " or pick another --experiment")
         cfg.experiment = self.run_dir.name
+
+        # ---- model first: a wrong --model fails before any data is read
+        self.model = self._build_model()
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        if self.has_batchnorm and cfg.batch_size < 2:
+            raise ConfigError(f"--batch-size {cfg.batch_size}: {cfg.model} has BatchNorm, which needs at least 2 "
+                              "images per training batch; use --batch-size 2 or more")
+
+        # ---- data
+        self.train_loader, self.val_loader, self.test_loader, self.sampler = self._build_data()
+        self.updates_per_epoch = len(self.train_loader)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
 
-        # ---- data
-        self.train_loader, self.val_loader, self.sampler = self._build_data()
-        self.updates_per_epoch = len(self.train_loader)
-
-        # ---- model, optimizer, schedule, loss
-        self.model = self._build_model()
-        self.num_params = sum(p.numel() for p in self.model.parameters())
+        # ---- optimizer, schedule, loss
         self._build_optimization()
-        self.start_epoch, self.best_top1, self.best_epoch, self.history = 0, -1.0, 0, []
+        self.start_epoch, self.best_val_top1, self.best_epoch, self.history = 0, None, 0, []
+        self.best_val: EvalResult | None = None  # the best epoch's validation result
+        self.best_state: dict[str, torch.Tensor] | None = None  # its weights (of eval_model), on the CPU
         self.counters = {"wall_seconds": 0.0, "train_seconds": 0.0, "train_images": 0, "skipped_images": 0}
         rng_states = self._resume() if self.resume_path else None
         if self.dist.enabled:
@@ -213,8 +232,21 @@ class Trainer:
         first = self.main or not cfg.download  # with --download, rank 0 fetches while the others wait
         if not first:
             barrier(dist_state)
-        train_set = create_dataset(cfg.dataset, cfg.train_split, transform=train_tf, subset=cfg.train_subset, **common)
-        val_set = create_dataset(cfg.dataset, cfg.val_split, transform=eval_tf, subset=cfg.val_subset, **common)
+
+        def splits(split: str) -> dict:
+            return split_arguments(split, self.info, val_split=cfg.val_split, test_split=cfg.test_split,
+                                   train_split=cfg.train_split, val_size=cfg.val_size, seed=cfg.seed)
+
+        train_set = create_dataset(cfg.dataset, transform=train_tf, subset=cfg.train_subset, **splits("train"),
+                                   **common)
+        held_out = train_set.val_size if isinstance(train_set, HeldOut) else 0
+        val_set = test_set = None
+        if cfg.val_split or held_out:
+            val_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.val_subset, **splits("val"), **common)
+        cfg.val_size = held_out  # resolved: what was held out (config.yaml, resume and `lsnet eval` use it)
+        if cfg.test_split != "none":
+            test_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.test_subset, **splits("test"),
+                                      **common)
         if cfg.download and self.main:
             barrier(dist_state)
         if cfg.repeated_aug:
@@ -228,13 +260,22 @@ class Trainer:
             raise ConfigError(f"{len(sampler)} training images per process is fewer than --batch-size {cfg.batch_size};"
                               " lower --batch-size")
         pin = self.device.type == "cuda"
+        # the last incomplete training batch is dropped (as timm does): a batch of 1 cannot train BatchNorm
         train_loader = create_loader(train_set, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers,
                                      drop_last=True, pin_memory=pin, generator=torch.Generator())
-        val_loader = create_loader(val_set, batch_size=cfg.eval_batch_size, workers=cfg.workers, pin_memory=pin,
-                                   sampler=ShardSampler(len(val_set), dist_state.rank, dist_state.world_size),
-                                   generator=torch.Generator())
-        self.num_train, self.num_val = len(train_set), len(val_set)
-        return train_loader, val_loader, sampler
+
+        def eval_loader(data):
+            if data is None:
+                return None
+            return create_loader(data, batch_size=cfg.eval_batch_size, workers=cfg.workers, pin_memory=pin,
+                                 sampler=ShardSampler(len(data), dist_state.rank, dist_state.world_size),
+                                 generator=torch.Generator())
+
+        self.num_train = len(train_set)
+        self.num_val, self.num_test = (len(d) if d is not None else 0 for d in (val_set, test_set))
+        self.val_source = val_set.describe() if isinstance(val_set, HeldOut) else (
+            f"{cfg.val_split}/ folder" if cfg.val_split else "none")
+        return train_loader, eval_loader(val_set), eval_loader(test_set), sampler
 
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
@@ -312,7 +353,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
-            "best_metric": self.best_top1,
+            "best_metric": self.best_val_top1,
             "best_epoch": self.best_epoch,
             "history": self.history,
             "counters": dict(self.counters),
@@ -332,7 +373,9 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"optimizer state in {str(self.resume_path)!r} does not fit --opt {self.cfg.opt} "
-                                  f"({err})") from err
+                                  f"({err}); resume with the run's own optimizer settings (--opt, --weight-decay, "
+                                  "--layer-decay as in its config.yaml), or start a new run from its weights with "
+                                  "--initial-checkpoint") from err
         if self.ema is not None:
             if state.get("model_ema") is not None:
                 ckpt.load_model_weights(self.ema.module, state["model_ema"], "EMA weights of the checkpoint")
@@ -342,7 +385,8 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"])
-        self.best_top1, self.best_epoch = float(state.get("best_metric", -1.0)), int(state.get("best_epoch", 0))
+        best = state.get("best_metric")
+        self.best_val_top1, self.best_epoch = (None if best is None else float(best)), int(state.get("best_epoch", 0))
         self.history = list(state.get("history") or [])
         self.counters.update(state.get("counters") or {})
         if self.main:
@@ -389,8 +433,8 @@ class Trainer:
     def _export_metadata(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         keys = ("model", "num_classes", "in_chans", "img_size", "dataset", "data_dir", "train_split", "val_split",
-                "mean", "std", "interpolation", "crop_pct", "model_kwargs")
-        return {**{k: getattr(cfg, k) for k in keys}, "epoch": epoch, "top1": self.best_top1,
+                "val_size", "test_split", "seed", "mean", "std", "interpolation", "crop_pct", "model_kwargs")
+        return {**{k: getattr(cfg, k) for k in keys}, "epoch": epoch, "val_top1": self.best_val_top1,
                 "ema": self.ema is not None}
 
     @property
@@ -436,10 +480,14 @@ class Trainer:
         start = step_start = time.perf_counter()
         for step, (images, targets, n_skipped) in enumerate(self.train_loader):
             skipped += n_skipped
+            if images is not None and len(images) < 2 and self.has_batchnorm:
+                warnings.warn(f"epoch {epoch + 1}, step {step + 1}: dropped a training batch left with 1 readable "
+                              "image (BatchNorm needs 2)", stacklevel=2)
+                images = None
             if images is None:
                 if self.dist.enabled:
-                    raise TrainingError("a whole training batch was unreadable; under torchrun every rank must step, "
-                                        "so remove the broken files")
+                    raise TrainingError("a training batch had fewer than 2 readable images; under torchrun every rank "
+                                        "must step, so remove the unreadable files")
                 continue
             images = images.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
@@ -492,83 +540,117 @@ class Trainer:
                 "train_images_per_sec": images_total / max(seconds, 1e-9), "train_seconds": seconds,
                 "skipped_images": int(totals[2])}
 
-    def _evaluate(self, model: nn.Module) -> EvalResult:
-        return evaluate(model, self.val_loader, num_classes=self.cfg.num_classes, device=self.device,
-                        classes=self.classes, amp_dtype=self.amp_dtype, channels_last=self.cfg.channels_last,
-                        dist_state=self.dist, progress=not self.cfg.quiet and self.main)
+    def _evaluate(self, model: nn.Module, loader, split: str) -> EvalResult:
+        return evaluate(model, loader, num_classes=self.cfg.num_classes, device=self.device, classes=self.classes,
+                        amp_dtype=self.amp_dtype, channels_last=self.cfg.channels_last, dist_state=self.dist,
+                        progress=not self.cfg.quiet and self.main, desc=split)
+
+    def _keep_best(self, result: EvalResult | None, epoch: int) -> None:
+        self.best_val, self.best_epoch = result, epoch
+        self.best_val_top1 = result.top1 if result is not None else None
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+
+    def _best_model(self) -> nn.Module:
+        """`eval_model` with best.pth's weights: from memory, or from best.pth when resumed after the best epoch."""
+        if self.best_epoch == self.start_epoch:
+            return self.eval_model
+        model = copy.deepcopy(self.eval_model)
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        else:
+            state = ckpt.load_checkpoint(self.run_dir / ckpt.BEST)
+            ckpt.load_model_weights(model, state["model_ema" if self.ema is not None else "model"],
+                                    f"best checkpoint {str(self.run_dir / ckpt.BEST)!r}")
+        return model
 
     def fit(self) -> TrainResult:
         cfg = self.cfg
         segment_start = self.start_time
         wall_before = self.counters["wall_seconds"]
         if self.main:
+            val = f"{self.num_val} val ({self.val_source})" if self.val_loader is not None else "no val"
+            test = f"{self.num_test} {cfg.test_split}" if self.test_loader is not None else "no test"
             print(f"{cfg.model} ({self.num_params / 1e6:.2f}M params) on {cfg.dataset}: {self.num_train} train / "
-                  f"{self.num_val} {cfg.val_split} images at {cfg.in_chans}x{cfg.img_size}x{cfg.img_size}, "
+                  f"{val} / {test} images at {cfg.in_chans}x{cfg.img_size}x{cfg.img_size}, "
                   f"{self.num_epochs} epochs x {self.updates_per_epoch} steps, global batch {self.global_batch}, "
                   f"lr {self.lr:.3g}, {self.dist.world_size} process(es) on {self.device}; run folder {self.run_dir}",
                   flush=True)
-        final: EvalResult | None = None
         for epoch in range(self.start_epoch, self.num_epochs):
             row: dict[str, Any] = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
             last_epoch = epoch + 1 == self.num_epochs
             result = None
-            if last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-                result = self._evaluate(self.model)
+            if self.val_loader is not None and (last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+                result = self._evaluate(self.model, self.val_loader, "val")
                 row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
                 if self.ema is not None:
-                    result = self._evaluate(self.ema.module)
+                    result = self._evaluate(self.ema.module, self.val_loader, "val (EMA)")
                     row.update(ema_val_loss=result.loss, ema_val_top1=result.top1, ema_val_top5=result.top5)
-            is_best = result is not None and result.top1 > self.best_top1
-            if is_best:
-                self.best_top1, self.best_epoch = result.top1, epoch + 1
+            if self.val_loader is None:  # no validation: best.pth is the newest epoch
+                self._keep_best(None, epoch + 1)
+            elif result is not None and (self.best_val_top1 is None or result.top1 > self.best_val_top1):
+                self._keep_best(result, epoch + 1)
             self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
-            row.update(best_top1=self.best_top1, best_epoch=self.best_epoch, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            row.update(best_val_top1=self.best_val_top1, best_epoch=self.best_epoch,
+                       time=time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.history.append(row)
-            self._save(epoch + 1, is_best)
+            self._save(epoch + 1, is_best=self.best_epoch == epoch + 1)
             if self.main:
                 print(self._epoch_line(row), flush=True)
-            if last_epoch:
-                final = result
         self.start_epoch = max(self.start_epoch, self.num_epochs)
-        if final is None:  # resumed a finished run: evaluate what it ended with
-            final = self._evaluate(self.eval_model)
+        final, split = self._final_evaluation()
         self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
-        return self._finish(final)
+        return self._finish(final, split)
+
+    def _final_evaluation(self) -> tuple[EvalResult, str]:
+        """best.pth's weights on the test split, once (or its validation result when there is no test split)."""
+        if self.test_loader is not None:
+            return self._evaluate(self._best_model(), self.test_loader, self.cfg.test_split), self.cfg.test_split
+        if self.best_val is None:  # resumed after the best epoch
+            self.best_val = self._evaluate(self._best_model(), self.val_loader, "val")
+        return self.best_val, "val"
 
     def _epoch_line(self, row: dict[str, Any]) -> str:
         text = (f"epoch {row['epoch']}/{self.num_epochs}  train loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
                 f"{row['train_images_per_sec']:.0f} img/s  {row['train_seconds']:.0f}s")
         if "val_top1" in row:
-            text += f"  | {self.cfg.val_split} loss {row['val_loss']:.4f}  top-1 {row['val_top1']:.2f}%"
+            text += f"  | val loss {row['val_loss']:.4f}  val top-1 {row['val_top1']:.2f}%"
         if "ema_val_top1" in row:
-            text += f"  EMA top-1 {row['ema_val_top1']:.2f}%"
+            text += f"  EMA val top-1 {row['ema_val_top1']:.2f}%"
         return text
 
-    def _finish(self, final: EvalResult) -> TrainResult:
+    def _selection(self) -> str:
+        """How best.pth was chosen, e.g. 'epoch 5, val top-1 91.20%'."""
+        if self.best_val_top1 is None:
+            return f"epoch {self.best_epoch}, the last: no validation split"
+        return f"epoch {self.best_epoch}, val top-1 {self.best_val_top1:.2f}%"
+
+    def _finish(self, final: EvalResult, split: str) -> TrainResult:
         counters = self.counters
         images_per_sec = counters["train_images"] / max(counters["train_seconds"], 1e-9)
         report = None
         if self.main:
             from .report import plot_confusion, plot_curves, write_report
 
-            final.extra.update(model=self.cfg.model, split=self.cfg.val_split, ema=self.ema is not None)
+            final.extra.update(model=self.cfg.model, dataset=self.cfg.dataset, split=split, checkpoint=ckpt.BEST,
+                               best_epoch=self.best_epoch, best_val_top1=self.best_val_top1,
+                               val_source=self.val_source, ema=self.ema is not None)
             (self.run_dir / "eval.json").write_text(json.dumps(final.to_dict(), indent=2))
             plot_curves(self.history, self.run_dir / "curves.png")
             plot_confusion(final.confusion, final.classes, self.run_dir / "confusion_matrix.png",
-                           title=f"{self.cfg.model} on {self.cfg.dataset} {self.cfg.val_split}: "
-                                 f"top-1 {final.top1:.2f}%")
-            summary = dict(eval_split=self.cfg.val_split, best_top1=self.best_top1, best_epoch=self.best_epoch,
-                           epochs_done=self.start_epoch, train_images_per_sec=images_per_sec,
-                           wall_seconds=counters["wall_seconds"], train_seconds=counters["train_seconds"],
-                           params=self.num_params, world_size=self.dist.world_size, device=str(self.device),
+                           title=f"{self.cfg.model} on {self.cfg.dataset} {split}: top-1 {final.top1:.2f}%")
+            summary = dict(final_split=split, val_source=self.val_source, num_val=self.num_val,
+                           best_val_top1=self.best_val_top1, best_epoch=self.best_epoch, epochs_done=self.start_epoch,
+                           train_images_per_sec=images_per_sec, wall_seconds=counters["wall_seconds"],
+                           train_seconds=counters["train_seconds"], params=self.num_params,
+                           world_size=self.dist.world_size, device=str(self.device),
                            skipped_images=counters["skipped_images"], lr=self.lr, global_batch=self.global_batch)
             report = write_report(self.run_dir, config=self.cfg.to_dict(), result=final, history=self.history,
                                   summary=summary)
-            print(f"test top-1 {final.top1:.2f}% (top-{final.topk} {final.top5:.2f}%) | train {images_per_sec:.0f} "
-                  f"img/s, eval {final.images_per_sec:.0f} img/s | wall {counters['wall_seconds'] / 60:.1f} min | "
-                  f"report {report}", flush=True)
-        return TrainResult(run_dir=self.run_dir, final=final, best_top1=self.best_top1, best_epoch=self.best_epoch,
-                           epochs_done=self.start_epoch, train_images_per_sec=images_per_sec,
-                           wall_seconds=counters["wall_seconds"], report=report, model=self.model,
-                           eval_model=self.eval_model, history=self.history)
-
+            label = f"{split} top-1" if split != "val" else "val top-1 (no test split)"
+            print(f"{label} {final.top1:.2f}% (top-{final.topk} {final.top5:.2f}%) of best.pth ({self._selection()}) "
+                  f"| train {images_per_sec:.0f} img/s, eval {final.images_per_sec:.0f} img/s | wall "
+                  f"{counters['wall_seconds'] / 60:.1f} min | report {report}", flush=True)
+        return TrainResult(run_dir=self.run_dir, final=final, val=self.best_val, best_val_top1=self.best_val_top1,
+                           best_epoch=self.best_epoch, epochs_done=self.start_epoch,
+                           train_images_per_sec=images_per_sec, wall_seconds=counters["wall_seconds"], report=report,
+                           model=self.model, eval_model=self.eval_model, history=self.history)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TrainConfig
 from .distributed import DistState, all_reduce_sum
 
 
@@ -139,13 +140,15 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
     """Evaluate a checkpoint; settings not given come from the config stored in it (checkpoints of `lsnet train`).
 
     checkpoint: last.pth / best.pth / best.safetensors of a run, or any state dict (then `model` is needed).
+    split: 'train', 'val' or 'test' of the run (default: test, or val when the data set has none); a held-out val
+    split is the run's own images (same --val-size and --seed), and 'train' then excludes them.
     fuse: evaluate the deployed model (timm.utils.reparameterize_model folds Conv-BN, BN-Linear and RepVGG branches).
     use_ema: evaluate the EMA weights (default: when the run used EMA).
     output: folder for eval.json and confusion_matrix.png.
     """
     from timm.utils import reparameterize_model
 
-    from ..data import channel_stats, create_dataset, create_transform, dataset_info
+    from ..data import HeldOut, channel_stats, create_dataset, create_transform, dataset_info, split_arguments
     from .builders import ShardSampler, create_loader, create_model
     from .checkpoint import load_checkpoint, load_model_weights, strip_prefixes
     from .distributed import resolve_device
@@ -178,9 +181,13 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
     transform = create_transform(img_size, False, mean=mean, std=std,
                                  interpolation=config.get("interpolation", "bicubic"),
                                  crop_pct=config.get("crop_pct", 0.875))
-    split = split or config.get("val_split") or info.eval_split
-    data = create_dataset(dataset, split, data_dir=data_dir, transform=transform, in_chans=in_chans,
-                          download=download, subset=subset, strict=strict)
+    split = split or info.eval_split
+    run = config if config.get("dataset") == info.name else {}  # the run's splits, unless another data set is asked
+    splits = split_arguments(split, info, val_split=run.get("val_split"), test_split=run.get("test_split"),
+                             train_split=run.get("train_split", "train"), val_size=run.get("val_size"),
+                             seed=run.get("seed", TrainConfig.seed))
+    data = create_dataset(dataset, transform=transform, in_chans=in_chans, data_dir=data_dir, download=download,
+                          subset=subset, strict=strict, **splits)
     loader = create_loader(data, batch_size=batch_size, sampler=ShardSampler(len(data)), workers=workers,
                            pin_memory=torch_device.type == "cuda")
     amp = torch_device.type == "cuda" if amp is None else amp
@@ -188,7 +195,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
     result = evaluate(net, loader, num_classes=num_classes, device=torch_device, classes=info.classes,
                       amp_dtype=amp_dtype, progress=progress)
     result.extra.update(checkpoint=str(checkpoint), model=model_name, fused=fuse, ema=use_ema, dataset=dataset,
-                        split=split, img_size=img_size)
+                        split=split, split_source=data.describe() if isinstance(data, HeldOut) else splits["split"],
+                        img_size=img_size)
     if output is not None:
         from .report import plot_confusion
 
@@ -196,5 +204,6 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
         output.mkdir(parents=True, exist_ok=True)
         (output / "eval.json").write_text(json.dumps(result.to_dict(), indent=2))
         plot_confusion(result.confusion, result.classes, output / "confusion_matrix.png",
-                       title=f"{model_name}{' (fused)' if fuse else ''}: top-1 {result.top1:.2f}%")
+                       title=f"{model_name}{' (fused)' if fuse else ''} on {dataset} {split}: top-1 "
+                             f"{result.top1:.2f}%")
     return result

@@ -28,7 +28,7 @@ def _pyplot():
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """Train/eval loss and eval top-1 per epoch."""
+    """Train/val loss and val top-1 per epoch."""
     plt = _pyplot()
     if plt is None or not history:
         return None
@@ -37,13 +37,13 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
     if evaluated:
-        ax_loss.plot([r["epoch"] for r in evaluated], [r["val_loss"] for r in evaluated], marker="o", label="eval")
-        ax_acc.plot([r["epoch"] for r in evaluated], [r["val_top1"] for r in evaluated], marker="o", label="top-1")
+        ax_loss.plot([r["epoch"] for r in evaluated], [r["val_loss"] for r in evaluated], marker="o", label="val")
+        ax_acc.plot([r["epoch"] for r in evaluated], [r["val_top1"] for r in evaluated], marker="o", label="val top-1")
         if any("ema_val_top1" in r for r in evaluated):
             ax_acc.plot([r["epoch"] for r in evaluated], [r.get("ema_val_top1") for r in evaluated], marker="o",
-                        label="EMA top-1")
+                        label="EMA val top-1")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="eval accuracy")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -86,21 +86,32 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
                  summary: dict[str, Any]) -> Path:
     """report.md: what was trained, how, the final numbers, per-class accuracy, and the artifacts."""
     run_dir = Path(run_dir)
+    split, weights = summary["final_split"], ", EMA weights" if config.get("model_ema") else ""
+    best = summary["best_val_top1"]
+    if best is None:
+        selection = f"No validation split (`--val-size 0`): `best.pth` is the last epoch ({summary['best_epoch']})."
+    else:
+        selection = (f"Validation: best val top-1 {best:.2f}% at epoch {summary['best_epoch']} on {summary['num_val']} "
+                     f"val images ({summary['val_source']}); `best.pth` / `best.safetensors` are that epoch.")
+    if split == "val":
+        headline = (f"Val top-1 **{result.top1:.2f}%**, top-{result.topk} {result.top5:.2f}% on {result.num_images} "
+                    f"val images (`best.pth`{weights}; the data set has no test split).")
+    else:
+        headline = (f"Test top-1 **{result.top1:.2f}%**, top-{result.topk} {result.top5:.2f}% on {result.num_images} "
+                    f"{split} images, evaluated once at the end with `best.pth` (epoch {summary['best_epoch']}"
+                    f"{weights}).")
     lines = [
         f"# {config['model']} on {config['dataset']}",
         "",
-        f"Final test top-1 **{result.top1:.2f}%**, top-{result.topk} {result.top5:.2f}% on {result.num_images} "
-        f"{summary['eval_split']} images (model after the last epoch"
-        f"{', EMA weights' if config.get('model_ema') else ''}).",
-        f"Best top-1 during training: {summary['best_top1']:.2f}% at epoch {summary['best_epoch']} "
-        "(selected on the evaluation split; `best.safetensors`).",
+        headline,
+        selection,
         "",
         "| | |",
         "|---|---|",
         f"| epochs | {summary['epochs_done']} (+{config.get('cooldown_epochs', 0)} cooldown) |",
         f"| learning rate | {summary['lr']:.3g} peak, global batch {summary['global_batch']} |",
         f"| training throughput | {summary['train_images_per_sec']:.0f} img/s |",
-        f"| evaluation throughput | {result.images_per_sec:.0f} img/s (model), "
+        f"| evaluation throughput ({split}) | {result.images_per_sec:.0f} img/s (model), "
         f"{result.end_to_end_images_per_sec:.0f} img/s (with data loading) |",
         f"| wall time | {summary['wall_seconds'] / 60:.1f} min ({summary['train_seconds'] / 60:.1f} min training) |",
         f"| parameters | {summary['params'] / 1e6:.3f} M |",
@@ -113,18 +124,18 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
     lines += ["", "## Recipe", "", "```yaml"]
     keys = ("config", "opt", "lr", "weight_decay", "batch_size", "epochs", "warmup_epochs", "sched", "min_lr",
             "smoothing", "aa", "scale", "reprob", "mixup", "cutmix", "clip_grad", "clip_mode", "drop_path", "model_ema",
-            "distillation_type", "teacher", "seed")
+            "distillation_type", "teacher", "seed", "val_size")
     lines += [f"{k}: {json.dumps(config.get(k))}" for k in keys if k in config]
-    lines += ["```", "", "## Per-class accuracy (test)", "", "| class | accuracy (%) |", "|---|---|"]
+    lines += ["```", "", f"## Per-class accuracy ({split})", "", f"| class | {split} accuracy (%) |", "|---|---|"]
     names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
     lines += [f"| {name} | {acc:.2f} |" for name, acc in zip(names, result.per_class_accuracy)]
     lines += ["", "## Curves", "", "![curves](curves.png)", "", "![confusion matrix](confusion_matrix.png)", "",
               "## Files", "",
               "- `config.yaml`: the resolved configuration (re-run with `lsnet train --config config.yaml`)",
-              "- `metrics.jsonl`: one line per epoch",
-              "- `eval.json`: final evaluation, per-class and confusion matrix",
+              "- `metrics.jsonl`: one line per epoch (train loss, val loss / top-1 / top-5)",
+              f"- `eval.json`: the {split} evaluation of `best.pth`, per-class and confusion matrix",
               "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
-              "- `best.pth`, `best.safetensors`: the best epoch (full state / weights only)", ""]
+              "- `best.pth`, `best.safetensors`: the epoch with the best val top-1 (full state / weights only)", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
