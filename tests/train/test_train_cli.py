@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from train_helpers import TINY_FLAGS, folder_flags, make_image_folder
 
 from lsnet.cli.main import main
-from lsnet.train.checkpoint import load_checkpoint
+from lsnet.checkpoints import read_checkpoint
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "curves.png", "confusion_matrix.png", "last.pth", "best.pth",
              "best.safetensors", "eval.json", "report.md")
@@ -21,7 +21,7 @@ def test_train_on_image_folder_writes_the_run_folder(tiny_run):
     rows = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(r["train_images_per_sec"] > 0 and 0 <= r["val_top1"] <= 100 for r in rows)
-    state = load_checkpoint(tiny_run / "last.pth")  # torch.load(weights_only=True) inside
+    state = read_checkpoint(tiny_run / "last.pth").content  # torch.load(weights_only=True) inside
     assert state["epoch"] == 2 and state["config"]["num_classes"] == 3 and state["config"]["in_chans"] == 3
     weights = load_file(tiny_run / "best.safetensors")
     assert set(weights) == set(state["model"])
@@ -51,7 +51,7 @@ def test_train_and_eval_on_tiny_fashion_mnist(fmnist_dir, tmp_path, capsys):
     assert main(["train", *flags]) == 0
     out = capsys.readouterr().out
     assert "48 train / 32 test images at 1x32x32" in out and "test top-1" in out and "report" in out
-    config = load_checkpoint(tmp_path / "fm" / "last.pth")["config"]
+    config = read_checkpoint(tmp_path / "fm" / "last.pth").config
     assert config["in_chans"] == 1 and config["mean"] == pytest.approx([0.286]) and config["val_split"] == "test"
     assert main(["eval", "--checkpoint", str(tmp_path / "fm"/ "best.pth"), "--workers", "0", "--quiet"]) == 0
     assert "T-shirt/top" in capsys.readouterr().out
