@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import TINY_FLAGS, folder_flags, make_image_folder
 
-from lsnet.cli.main import main
 from lsnet.checkpoints import read_checkpoint
+from lsnet.cli.main import main
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "curves.png", "confusion_matrix.png", "last.pth", "best.pth",
              "best.safetensors", "eval.json", "report.md")

@@ -8,9 +8,9 @@ import torch
 from train_helpers import TINY_MODEL
 
 import lsnet.train.checkpoint as checkpoint
+from lsnet.checkpoints import read_checkpoint
 from lsnet.cli.main import main
 from lsnet.train import CheckpointError, NonFiniteLossError, Trainer, train
-from lsnet.checkpoints import read_checkpoint
 from lsnet.train.checkpoint import save_checkpoint
 
 
