@@ -152,9 +152,10 @@ def _torch_load(path: Path, mmap: bool = False) -> dict[str, Any]:
                 f"cannot read checkpoint {str(path)!r} with torch.load(weights_only=True): it pickles "
                 f"{found.group(1)}, which is not a tensor, a plain container or argparse.Namespace; re-save only the "
                 "weights, e.g. torch.save(model.state_dict(), path)") from err
+        reason = str(err).split("WeightsUnpickler error:", 1)[-1].strip() or type(err).__name__  # torch's own text
         raise CheckpointError(f"cannot read checkpoint {str(path)!r} with torch.load(weights_only=True) "
-                              f"({type(err).__name__}: {_first_line(err)}); it is not a PyTorch checkpoint: pass a "
-                              "file written by torch.save or a .safetensors file") from err
+                              f"({type(err).__name__}: {reason.splitlines()[0][:200]}); it is not a PyTorch "
+                              "checkpoint: pass a file written by torch.save or a .safetensors file") from err
     if not isinstance(content, Mapping):
         raise CheckpointError(f"{str(path)!r} holds a {type(content).__name__}, not a state dict or a checkpoint "
                               "container; pass a file written by torch.save(model.state_dict(), path)")
