@@ -189,3 +189,20 @@ def test_model_factory_errors():
         create_model("no_such_model")
     assert create_model("test_resnet", img_size=64).num_classes == 1000  # img_size dropped for models without it
     assert create_model("lsnet_test", img_size=64).state_dict()[BIAS].shape[1] == 1
+
+
+def test_teacher_and_analysis_paths_use_the_loader(official, tmp_path):
+    from lsnet.analysis.models import load_model
+    from lsnet.train.distill import build_teacher
+
+    state, ours = official
+    torch.save({"model": state, "args": argparse.Namespace(model="lsnet_t")}, tmp_path / "lsnet_t.pth")
+    teacher = build_teacher("lsnet_t", str(tmp_path / "lsnet_t.pth"), num_classes=1000, in_chans=3,
+                            device=torch.device("cpu"))
+    assert_equal_state(teacher, ours)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with pytest.raises(CheckpointError, match="classifier has 1000 classes but lsnet_t .* has 10"):
+        build_teacher("lsnet_t", str(tmp_path / "lsnet_t.pth"), num_classes=10, in_chans=3, device=torch.device("cpu"))
+    model = load_model("lsnet_t", checkpoint=tmp_path / "lsnet_t.pth")
+    assert_equal_state(model, ours)
+    assert model.analysis_input["img_size"] == 224 and not model.analysis_input["from_checkpoint_config"]
