@@ -120,7 +120,9 @@ def test_official_file_initialises_a_64px_10_class_grey_model(official, tmp_path
     for key in heads:
         assert torch.equal(own[key], fresh.state_dict()[key]), key  # the model's fresh init
     lines = [r.getMessage() for r in caplog.records if "classifier" in r.getMessage()]
-    assert len(lines) == 1 and "classifier of 1000 classes does not fit lsnet_t (LSNet) (10 classes)" in lines[0]
+    assert len(lines) == 1 and lines[0].endswith("lsnet_t.pth': its classifier of 1000 classes (2 tensors) does not "
+                                                 "fit lsnet_t (LSNet) (10 classes); the model keeps its fresh "
+                                                 "head.fc.weight, head.fc.bias")
     with torch.no_grad():
         assert model(torch.randn(2, 1, 64, 64)).shape == (2, 10)
 
@@ -206,3 +208,13 @@ def test_teacher_and_analysis_paths_use_the_loader(official, tmp_path):
     model = load_model("lsnet_t", checkpoint=tmp_path / "lsnet_t.pth")
     assert_equal_state(model, ours)
     assert model.analysis_input["img_size"] == 224 and not model.analysis_input["from_checkpoint_config"]
+
+
+def test_a_plain_file_initialises_a_distilled_model(official, tmp_path, caplog):
+    """The distillation head (norm and classifier) is not in a plain file: it keeps its fresh init, logged."""
+    state, ours = official
+    torch.save(state, tmp_path / "lsnet_t.pth")
+    with caplog.at_level(logging.INFO, logger="lsnet.checkpoints"):
+        model = load_checkpoint(create_model("lsnet_t_distilled", num_classes=10), tmp_path / "lsnet_t.pth")
+    assert_equal_state(model, ours, skip=("head.fc.weight", "head.fc.bias"))
+    assert "the model keeps its fresh head.fc.weight, head.fc.bias, head_dist.norm.weight" in caplog.text

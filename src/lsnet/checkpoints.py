@@ -194,7 +194,8 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, *, 
     filter_fn: the family's checkpoint_filter_fn (default: found from the model, `family_filter_fn`).
     new_classifier: a classifier of another size (or none in the model) is dropped and the model keeps its own
         (logged); with False it is an error (evaluation must not score a random head).
-    The result may lack only the dropped classifier tensors; everything else matches `model.state_dict()`.
+    The result may lack only head tensors (dropped, or not in the file: the model keeps its fresh ones, one log line);
+    everything else matches `model.state_dict()`.
     """
     state_dict = {strip_prefixes(k): v for k, v in state_dict.items()}
     filter_fn = filter_fn or family_filter_fn(model)
@@ -204,7 +205,7 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, *, 
         except (ValueError, KeyError) as err:  # a family's own refusal names its fix
             raise CheckpointError(f"{source} does not fit {_model_name(model)}: {err}") from err
     own = model.state_dict()
-    _drop_classifier(state_dict, own, model, source, new_classifier)
+    dropped = _drop_classifier(state_dict, own, model, source, new_classifier)
     for conv in _cfg_names(model, "first_conv"):
         key = f"{conv}.weight"
         if key in state_dict and key in own and state_dict[key].ndim == own[key].ndim == 4:
@@ -215,37 +216,43 @@ def fit_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module, *, 
                 state_dict[key] = adapt_input_conv(model_chans, state_dict[key], base_chans=file_chans)
                 _logger.info(f"{source}: adapted {conv} from {file_chans} to {model_chans} input channels "
                              "(timm adapt_input_conv)")
+    fresh = [k for k in own if k not in state_dict and _in_head(k, model)]
+    if fresh:  # one line for the whole classifier: what the file had that did not fit, what stays fresh
+        what = f"{dropped} does not fit" if dropped else "has no head for"
+        _logger.info(f"{source}: {what} {_model_name(model)} ({getattr(model, 'num_classes', '?')} classes); the "
+                     f"model keeps its fresh {', '.join(fresh)}")
     _check_fit(state_dict, own, model, source)
     return state_dict
 
 
-def _drop_classifier(state_dict: dict, own: dict, model: nn.Module, source: str, new_classifier: bool) -> None:
-    """Remove the file's classifier tensors when they do not fit the model's (another num_classes, or none)."""
+def _in_head(key: str, model: nn.Module) -> bool:
+    """Whether `key` belongs to a classifier ('head.fc.weight') or the head module around it ('head.norm.bias')."""
     classifiers = _cfg_names(model, "classifier")
     heads = tuple({c.rsplit(".", 1)[0] + "." for c in classifiers if "." in c})  # 'head.fc' -> 'head.'
-    misfits = [k for k in state_dict if k.rsplit(".", 1)[0] in classifiers
-               and (k not in own or state_dict[k].shape != own[k].shape)]
-    misfits += [k for k in state_dict if k.startswith(heads) and k not in own and k not in misfits]
+    return key.rsplit(".", 1)[0] in classifiers or key.startswith(heads)
+
+
+def _drop_classifier(state_dict: dict, own: dict, model: nn.Module, source: str, new_classifier: bool) -> str:
+    """Remove the file's classifier tensors that do not fit the model's (another num_classes, or none); returns
+    what was dropped, in words ('' when nothing)."""
+    classifiers = _cfg_names(model, "classifier")
+    misfits = [k for k in state_dict if _in_head(k, model) and (k not in own or state_dict[k].shape != own[k].shape)]
     if not misfits:
-        return
+        return ""
     file_classes = next((int(state_dict[k].shape[0]) for k in misfits if k.endswith(".weight")
                          and k.rsplit(".", 1)[0] in classifiers), None)
-    model_classes = getattr(model, "num_classes", "?")
     if not new_classifier:
         raise CheckpointError(f"{source}: its classifier has {file_classes} classes but {_model_name(model)} has "
-                              f"{model_classes}; build the model with num_classes={file_classes} "
+                              f"{getattr(model, 'num_classes', '?')}; build the model with num_classes={file_classes} "
                               f"(--num-classes {file_classes})")
     for key in misfits:
         del state_dict[key]
-    _logger.info(f"{source}: classifier of {file_classes} classes does not fit {_model_name(model)} "
-                 f"({model_classes} classes): dropped {len(misfits)} tensor(s), the model keeps its fresh "
-                 f"{', '.join(classifiers)}")
+    return f"its classifier of {file_classes} classes ({len(misfits)} tensors)"
 
 
 def _check_fit(state_dict: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], model: nn.Module,
                source: str) -> None:
-    classifiers = _cfg_names(model, "classifier")
-    missing = [k for k in own if k not in state_dict and k.rsplit(".", 1)[0] not in classifiers]
+    missing = [k for k in own if k not in state_dict and not _in_head(k, model)]
     unexpected = [k for k in state_dict if k not in own]
     mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
