@@ -65,9 +65,9 @@ def main() -> int:
     untrained = ["LSNet-T random=lsnet_t:num_classes=10,in_chans=1",
                  "w/o LKP random=lsnet_t:lkp_kernel_size=0,num_classes=10,in_chans=1"]
     out = Path("results") / "erf_trained"
-    from lsnet.analysis.erf import create_model
+    from lsnet.analysis.models import load_model
 
-    img_size = create_model("lsnet_t", checkpoint=args.checkpoint).analysis_input["img_size"]
+    img_size = load_model("lsnet_t", checkpoint=args.checkpoint).analysis_input["img_size"]
     code = lsnet(["erf", "--models", *trained, *untrained, "--images", "fashion-mnist", "--num-images",
                   str(args.num_images), "--img-size", str(img_size), "--stage", "s16", "--seed", "0",
                   "--output", str(out), *threads, "--title",

@@ -14,7 +14,7 @@ from lsnet.analysis.aggregation import (
     select_layers,
     token_weight_map,
 )
-from lsnet.analysis.erf import create_model
+from lsnet.analysis.models import load_model
 
 
 def brute_force_cumulative(weights: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ def test_cumulative_weights_validate_shape():
 
 def test_capture_matches_aggregate():
     torch.manual_seed(0)
-    model = create_model("lsnet_test")
+    model = load_model("lsnet_test")
     names = [name for name, _ in find_ls_convs(model)]
     assert default_layers(model) == names[:1] and select_layers(model, [0]) == names[:1]
     with pytest.raises(ValueError, match="no LS conv"):
@@ -84,7 +84,7 @@ def test_select_layers_needs_an_lsnet():
 def test_inspect_writes_overlays_and_index(tmp_path):
     pytest.importorskip("matplotlib")
     torch.manual_seed(0)
-    model = create_model("lsnet_test")
+    model = load_model("lsnet_test")
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     page = inspect_lsnet(model, image, tmp_path, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_channels=4)
     stem = find_ls_convs(model)[0][0].replace(".", "_")

@@ -12,16 +12,15 @@ from torch import nn
 from lsnet.analysis.erf import (
     analyze_erf,
     area_ratio,
-    create_model,
     erf_centre,
     erf_map,
-    load_images,
-    parse_model_spec,
     profile_stats,
     radial_profile,
     rescale_zero_init,
     resolve_stage,
 )
+from lsnet.analysis.images import load_images
+from lsnet.analysis.models import load_model, parse_model_spec
 
 
 def support(contrib: np.ndarray) -> tuple[slice, slice]:
@@ -156,7 +155,7 @@ def test_parse_model_spec():
 
 def test_lsnet_erf_through_forward_intermediates():
     torch.manual_seed(0)
-    model = create_model("lsnet_test")
+    model = load_model("lsnet_test")
     assert resolve_stage(model, -1) == 3 and resolve_stage(model, "s16") == 1
     with pytest.raises(ValueError, match="strides"):
         resolve_stage(model, "s7")
@@ -184,7 +183,7 @@ def test_lkp_widens_the_ls_conv_erf_from_3x3_to_7x7():
 
 
 def test_rescale_zero_init_touches_only_zero_scales():
-    model = create_model("lsnet_test")
+    model = load_model("lsnet_test")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     changed = rescale_zero_init(model)
     assert changed and all("bias" not in name for name in changed)
@@ -208,14 +207,14 @@ def test_load_bundled_photos():
     assert images.shape == (8, 3, 24, 24)
 
 
-def test_create_model_from_a_training_checkpoint(tmp_path):
+def test_load_model_from_a_training_checkpoint(tmp_path):
     import timm
 
     import lsnet  # noqa: F401
 
     torch.manual_seed(1)
     trained = timm.create_model("lsnet_test", num_classes=10, in_chans=1, img_size=48)
-    config = {"model": "lsnet_test", "dataset": "fashion-mnist", "img_size": 48, "in_chans": 1, "num_classes": None,
+    config = {"model": "lsnet_test", "dataset": "fashion-mnist", "img_size": 48, "in_chans": 1, "num_classes": 10,
               "mean": [0.3], "std": [0.4]}
     import json
 
@@ -226,7 +225,7 @@ def test_create_model_from_a_training_checkpoint(tmp_path):
     save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(safetensors),
               metadata={"format": "pt", "lsnet": json.dumps(config)})
     for path in (pth, safetensors):
-        model = create_model("lsnet_test", checkpoint=path)
+        model = load_model("lsnet_test", checkpoint=path)
         assert model.num_classes == 10 and model.in_chans == 1
         for key, value in trained.state_dict().items():
             assert torch.equal(model.state_dict()[key], value), key

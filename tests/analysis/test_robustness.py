@@ -107,11 +107,11 @@ def test_ce_table_arithmetic():
 
 
 def test_evaluate_robustness_end_to_end():
-    from lsnet.analysis.erf import create_model
+    from lsnet.analysis.models import load_model
 
     torch.manual_seed(0)
-    models = {"a": create_model("lsnet_test", num_classes=10, in_chans=1),
-              "b": create_model("lsnet_test", num_classes=10, in_chans=1, lkp_kernel_size=0)}
+    models = {"a": load_model("lsnet_test", num_classes=10, in_chans=1),
+              "b": load_model("lsnet_test", num_classes=10, in_chans=1, lkp_kernel_size=0)}
     settings = dict(img_size=32, in_chans=1, mean=(0.3,), std=(0.35,), crop_pct=1.0, interpolation="bilinear")
     run = lambda: evaluate_robustness(models, PilDataset(8), settings={"a": settings, "b": settings}, baseline="b",
                                       corruptions=["gaussian_noise", "pixelate"], severities=[1, 5], batch_size=4)

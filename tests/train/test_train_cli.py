@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import TINY_FLAGS, folder_flags, make_image_folder
 
+from lsnet.checkpoints import read_checkpoint
 from lsnet.cli.main import main
-from lsnet.train.checkpoint import load_checkpoint
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "curves.png", "confusion_matrix.png", "last.pth", "best.pth",
              "best.safetensors", "eval.json", "report.md")
@@ -23,7 +23,7 @@ def test_train_on_image_folder_writes_the_run_folder(tiny_run):
     assert all(r["train_images_per_sec"] > 0 and 0 <= r["val_top1"] <= 100 for r in rows)
     best = max(rows, key=lambda r: r["val_top1"])  # first of the best: best.pth is the first epoch to reach it
     assert rows[-1]["best_val_top1"] == best["val_top1"] and rows[-1]["best_epoch"] == best["epoch"]
-    state = load_checkpoint(tiny_run / "last.pth")  # torch.load(weights_only=True) inside
+    state = read_checkpoint(tiny_run / "last.pth").content  # torch.load(weights_only=True) inside
     assert state["epoch"] == 2 and state["config"]["num_classes"] == 3 and state["config"]["in_chans"] == 3
     weights = load_file(tiny_run / "best.safetensors")
     assert set(weights) == set(state["model"])
@@ -59,7 +59,7 @@ def test_train_and_eval_on_tiny_fashion_mnist(fmnist_dir, tmp_path, capsys):
     # 10% of the 64 training images are held out for validation (seeded), the test split is read once at the end
     assert "48 train / 6 val (held out from train: 6 images, seed 42) / 32 test images at 1x32x32" in out
     assert "val top-1" in out and "test top-1" in out and "of best.pth (epoch 1, val top-1" in out
-    config = load_checkpoint(tmp_path / "fm" / "last.pth")["config"]
+    config = read_checkpoint(tmp_path / "fm" / "last.pth").config
     assert config["in_chans"] == 1 and config["mean"] == pytest.approx([0.286])
     assert (config["val_split"], config["val_size"], config["test_split"]) == (None, 6, "test")
     best = str(tmp_path / "fm" / "best.pth")
@@ -128,8 +128,8 @@ def test_best_pth_is_chosen_on_val_and_the_test_split_is_read_once_with_it(folde
                    threads=1)
     assert [split for split, _ in calls] == ["val", "val", "val", "test"]
     assert (result.best_epoch, result.best_val_top1, result.final.extra["split"]) == (1, 60.0, "test")
-    best = load_checkpoint(tmp_path / "sel" / "best.pth")
-    last = load_checkpoint(tmp_path / "sel" / "last.pth")
+    best = read_checkpoint(tmp_path / "sel" / "best.pth").content
+    last = read_checkpoint(tmp_path / "sel" / "last.pth").content
     assert best["epoch"] == 1 and last["epoch"] == 3
     tested = calls[-1][1]
     assert all(torch.equal(tested[k], best["model"][k]) for k in tested)  # the test saw epoch 1's weights

@@ -5,8 +5,10 @@ of that scalar with respect to the input is taken. Its absolute value, summed ov
 over N images, is the contribution map: how much each input pixel moves the centre unit. Model-agnostic through timm's
 `forward_intermediates` (any timm model with features: lsnet_t, efficientvit_m4, resnet18, ...).
 
-    from lsnet.analysis.erf import create_model, load_images, erf_map, analyze_erf
-    model = create_model("lsnet_t", lkp_kernel_size=0)                 # the paper's "w/o LKP" ablation
+    from lsnet.analysis.erf import erf_map, analyze_erf
+    from lsnet.analysis.images import load_images
+    from lsnet.analysis.models import load_model, model_input
+    model = load_model("lsnet_t:lkp_kernel_size=0")                    # the paper's "w/o LKP" ablation
     images = load_images("photos", 50, **model_input(model))          # scikit-image's bundled photos, offline
     contrib = erf_map(model, images, stage=-1)                        # (H, W) float64
     analyze_erf(contrib)    # {'area_ratio': {...}, 'area_ratio_raw': {...}, 'radial': {...}}
@@ -31,7 +33,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,147 +41,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.factory import channel_stats
+from .images import load_images
+from .models import ModelSpec, load_model, model_input, parse_model_spec
 
 _logger = logging.getLogger(__name__)
 
 THRESHOLDS = (0.2, 0.3, 0.5, 0.99)
-IMAGE_SOURCES = ("photos", "fashion-mnist")
-# real photographs bundled in scikit-image's wheel (no download): file names under skimage/data
-PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")
-_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-# ------------------------------------------------------------------------------------------------------ models
-@dataclass
-class ModelSpec:
-    """A model to analyse: `[LABEL=]NAME[:KEY=VALUE,...]`, e.g. 'w/o LKP=lsnet_t:lkp_kernel_size=0'.
-
-    A `checkpoint=PATH` entry is taken out of the keywords into `checkpoint`.
-    """
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
-    checkpoint: str | None = None
-
-    def __post_init__(self):
-        self.label = self.label or self.name + "".join(f" {k}={v}" for k, v in self.kwargs.items())
-
-
-def parse_model_spec(text: str) -> ModelSpec:
-    """Parse `[LABEL=]NAME[:KEY=VALUE,...]`; values are YAML scalars (7, 0.5, true, [1, 2])."""
-    import yaml
-
-    label = ""
-    head, _, tail = text.partition(":")
-    if "=" in head:
-        label, head = head.split("=", 1)
-    name = head.strip()
-    if not name:
-        raise ValueError(f"model spec {text!r}: expected [LABEL=]NAME[:KEY=VALUE,...], "
-                         "e.g. 'lsnet_t:lkp_kernel_size=0'")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in re.split(r",(?![^\[]*\])", tail))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"model spec {text!r}: {item!r} is not KEY=VALUE")
-        kwargs[key.strip()] = yaml.safe_load(value) if key.strip() != "checkpoint" else value.strip()
-    checkpoint = kwargs.pop("checkpoint", None)
-    return ModelSpec(name, kwargs, label.strip(), checkpoint)
-
-
-def read_checkpoint_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The training config stored with a checkpoint written by `lsnet train` (empty when there is none)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path!r}; pass a .pth or .safetensors file")
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-        return json.loads(meta["lsnet"]) if "lsnet" in meta else {}
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
-    return dict(config) if isinstance(config, dict) else {}
-
-
-def _config_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """Model keywords (num_classes, in_chans, model_kwargs) and input settings a training config implies."""
-    out: dict[str, Any] = dict(config.get("model_kwargs") or {})
-    dataset = str(config.get("dataset") or "").lower().replace("_", "-")
-    fashion = dataset in ("fashion-mnist", "fmnist", "fashionmnist")
-    if config.get("num_classes") or fashion:
-        out["num_classes"] = config.get("num_classes") or 10
-    if config.get("in_chans") or fashion:
-        out["in_chans"] = config.get("in_chans") or 1
-    return out
-
-
-def create_model(name: str | ModelSpec, checkpoint: str | os.PathLike | None = None, **kwargs) -> nn.Module:
-    """timm.create_model in eval mode, with random weights or a local checkpoint.
-
-    A checkpoint (.pth read with torch.load(weights_only=True), or .safetensors) is loaded through timm's pretrained
-    path: `pretrained=True, pretrained_cfg_overlay=dict(file=PATH)`. When the checkpoint carries the config of
-    `lsnet train`, its num_classes / in_chans / model_kwargs / img_size / mean / std become defaults. The resolved input
-    settings are kept as `model.analysis_input` (see `model_input`).
-    """
-    import timm
-
-    import lsnet  # noqa: F401  (registers the model families in timm)
-
-    if isinstance(name, ModelSpec):
-        checkpoint = checkpoint or name.checkpoint
-        kwargs = {**name.kwargs, **kwargs}
-        name = name.name
-    if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}; list candidates with timm.list_models('{name[:6]}*') "
-                         "(LSNet models: lsnet_t, lsnet_s, lsnet_b, lsnet_test)")
-    config: dict[str, Any] = {}
-    if checkpoint is not None:
-        config = read_checkpoint_config(checkpoint)
-        kwargs = {**_config_defaults(config), **kwargs}
-        overlay = dict(file=os.fspath(checkpoint))
-        if "num_classes" in kwargs:
-            overlay["num_classes"] = kwargs["num_classes"]  # keep timm from dropping a trained head of another size
-        if config.get("img_size") and "img_size" not in kwargs:  # as `lsnet train` built it (LSNet's bias tables)
-            try:
-                model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
-                                          img_size=config["img_size"], **kwargs)
-            except TypeError as err:
-                if "img_size" not in str(err):
-                    raise
-                model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-        else:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    else:
-        model = timm.create_model(name, **kwargs)
-    model.eval()
-    data_cfg = timm.data.resolve_model_data_config(model)
-    in_chans = int(getattr(model, "in_chans", kwargs.get("in_chans", data_cfg["input_size"][0])))
-    mean = config.get("mean") or data_cfg["mean"]
-    std = config.get("std") or data_cfg["std"]
-    if config and not config.get("mean") and _config_defaults(config).get("in_chans") is not None:
-        from lsnet.data import dataset_info
-
-        try:
-            info = dataset_info(config.get("dataset", "fashion-mnist"), config.get("data_dir"))
-            mean, std = info.mean, info.std
-        except Exception as err:  # data set not available here: keep the model's defaults
-            _logger.info(f"could not read the training data set's statistics ({err}); using the model's")
-    model.analysis_input = dict(
-        img_size=int(config.get("img_size") or data_cfg["input_size"][-1]),
-        in_chans=in_chans,
-        mean=channel_stats(mean, in_chans),
-        std=channel_stats(std, in_chans),
-        interpolation=config.get("interpolation") or data_cfg.get("interpolation", "bicubic"),
-        crop_pct=float(config.get("crop_pct") or data_cfg.get("crop_pct", 0.875)),
-        from_checkpoint_config=bool(config),
-    )
-    return model
-
-
+# --------------------------------------------------------------------------------------------------------- ERF
 @torch.no_grad()
 def rescale_zero_init(model: nn.Module, tol: float = 1e-4) -> list[str]:
     """Set zero-initialised residual scales to 1 (random-init analysis only); returns the parameter names changed.
@@ -202,107 +72,6 @@ def rescale_zero_init(model: nn.Module, tol: float = 1e-4) -> list[str]:
     return changed
 
 
-def model_input(model: nn.Module) -> dict[str, Any]:
-    """img_size, in_chans, mean, std of a model built by `create_model` (timm defaults for other models)."""
-    if hasattr(model, "analysis_input"):
-        info = model.analysis_input
-    else:
-        import timm
-
-        cfg = timm.data.resolve_model_data_config(model)
-        in_chans = int(getattr(model, "in_chans", cfg["input_size"][0]))
-        info = dict(img_size=cfg["input_size"][-1], in_chans=in_chans, mean=channel_stats(cfg["mean"], in_chans),
-                    std=channel_stats(cfg["std"], in_chans))
-    return {k: info[k] for k in ("img_size", "in_chans", "mean", "std")}
-
-
-# ------------------------------------------------------------------------------------------------------ images
-def photo_paths() -> list[Path]:
-    """The real photographs bundled with scikit-image (astronaut, chelsea, coffee, rocket, motorcycle, Hubble)."""
-    try:
-        import skimage.data
-    except ImportError as err:
-        raise ImportError("the 'photos' image set comes with scikit-image: pip install scikit-image "
-                          "(or pass a folder of images / 'fashion-mnist')") from err
-    root = Path(skimage.data.__file__).parent
-    paths = [root / name for name in PHOTOS if (root / name).is_file()]
-    if not paths:
-        raise FileNotFoundError(f"no bundled photos found under {root}; reinstall scikit-image or pass a folder")
-    return paths
-
-
-def folder_paths(folder: str | os.PathLike) -> list[Path]:
-    """Image files under `folder`, flat or in ImageFolder class sub-folders, sorted."""
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder {str(root)!r} not found; pass 'photos', 'fashion-mnist' or a folder")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_EXTS and p.is_file())
-    if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(_IMAGE_EXTS)}) under {str(root)!r}")
-    return paths
-
-
-def source_images(source: str | os.PathLike, num_images: int, seed: int = 0, data_dir: str | None = None) -> list:
-    """`num_images` PIL images from 'photos', 'fashion-mnist' or a folder (see `load_images`), deterministic."""
-    from PIL import Image
-
-    if num_images < 1:
-        raise ValueError(f"num_images must be >= 1; got {num_images}")
-    rng = np.random.default_rng(seed)
-    if str(source) == "fashion-mnist":
-        from lsnet.data import FashionMNIST
-
-        dataset = FashionMNIST(data_dir, split="test", subset=num_images)
-        return [dataset[i][0] for i in range(len(dataset))]
-    if str(source) == "photos":
-        photos = [Image.open(p).convert("RGB") for p in photo_paths()]
-        pils = []
-        for i in range(num_images):
-            photo = photos[i % len(photos)]
-            if i >= len(photos):  # RandomResizedCrop-style view: 25-100% of the area, aspect 3/4..4/3, random flip
-                w, h = photo.size
-                area = w * h * rng.uniform(0.25, 1.0)
-                aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-                cw, ch = min(w, round(math.sqrt(area * aspect))), min(h, round(math.sqrt(area / aspect)))
-                left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-                photo = photo.crop((left, top, left + cw, top + ch))
-                if rng.random() < 0.5:
-                    photo = photo.transpose(Image.FLIP_LEFT_RIGHT)
-            pils.append(photo)
-        return pils
-    paths = folder_paths(source)
-    if len(paths) > num_images:
-        paths = [paths[i] for i in sorted(rng.choice(len(paths), num_images, replace=False))]
-    return [Image.open(p) for p in paths]
-
-
-def to_model_size(pil, img_size: int, in_chans: int = 3):
-    """Resize (short side, bicubic) and centre-crop a PIL image to img_size, as 'L' (in_chans=1) or 'RGB'."""
-    from torchvision.transforms import functional as TF  # noqa: N812
-
-    pil = pil.convert("L" if in_chans == 1 else "RGB")
-    return TF.center_crop(TF.resize(pil, img_size, TF.InterpolationMode.BICUBIC), img_size)
-
-
-def load_images(source: str | os.PathLike, num_images: int, *, img_size: int, in_chans: int = 3,
-                mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                seed: int = 0, data_dir: str | None = None) -> torch.Tensor:
-    """`num_images` normalized images (N, in_chans, img_size, img_size), deterministic given `seed`.
-
-    source: 'photos' (scikit-image's bundled photos: each photo whole, then random resized crops with flips until N),
-    'fashion-mnist' (the first N test images, upsampled; needs the Debian package or `data_dir`), or a folder of
-    images (ImageFolder tree or flat; N images drawn with `seed`, all when fewer). Images are resized (short side)
-    and centre-cropped to img_size, converted to gray for in_chans=1 and to RGB for in_chans=3.
-    """
-    from torchvision.transforms import functional as TF  # noqa: N812
-
-    mean, std = list(channel_stats(mean, in_chans)), list(channel_stats(std, in_chans))
-    tensors = [TF.normalize(TF.to_tensor(to_model_size(pil, img_size, in_chans)), mean, std)
-               for pil in source_images(source, num_images, seed, data_dir)]
-    return torch.stack(tensors)
-
-
-# --------------------------------------------------------------------------------------------------------- ERF
 def resolve_stage(model: nn.Module, stage: int | str) -> int:
     """Index into the model's feature stages: an int (negative counts from the end) or 'sN' = the stage of stride N
     (e.g. 's32'; the last stage with that reduction when several share it)."""
@@ -532,7 +301,7 @@ def compute_erfs(specs: Sequence[ModelSpec | str], images: str = "photos", num_i
     for spec in specs:
         spec = parse_model_spec(spec) if isinstance(spec, str) else spec
         torch.manual_seed(seed)  # random-init models are reproducible too
-        model = create_model(spec)
+        model = load_model(spec)
         if no_zero_init and spec.checkpoint is None:
             changed = rescale_zero_init(model)
             _logger.info(f"{spec.label}: {len(changed)} zero-initialised scale(s) set to 1")

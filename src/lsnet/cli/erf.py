@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from lsnet.analysis import plots
-    from lsnet.analysis.erf import compute_erfs, parse_model_spec, safe_name, write_results
+    from lsnet.analysis.erf import compute_erfs, safe_name, write_results
+    from lsnet.analysis.models import parse_model_spec
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -40,7 +40,7 @@ def load_one_image(spec: str, data_dir: str | None = None):
 
     from PIL import Image
 
-    from lsnet.analysis.erf import PHOTOS, photo_paths
+    from lsnet.analysis.images import PHOTOS, photo_paths
 
     if spec.startswith("fashion-mnist"):
         from lsnet.data import FashionMNIST
@@ -69,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from lsnet.analysis.aggregation import inspect_lsnet, select_layers
-    from lsnet.analysis.erf import create_model, model_input, parse_model_spec, to_model_size
+    from lsnet.analysis.images import to_model_size
+    from lsnet.analysis.models import load_model, model_input, parse_model_spec
 
     spec = parse_model_spec(args.model)
     torch.manual_seed(args.seed)
-    model = create_model(spec, checkpoint=args.checkpoint or spec.checkpoint)
+    model = load_model(spec, checkpoint=args.checkpoint or spec.checkpoint)
     settings = model_input(model)
     size = args.img_size or settings["img_size"]
     layers = select_layers(model, args.layers)

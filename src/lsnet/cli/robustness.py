@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import yaml
 
-    from lsnet.analysis.erf import create_model, parse_model_spec
+    from lsnet.analysis.models import load_model, parse_model_spec
     from lsnet.analysis.robustness import (
         CORRUPTIONS,
         EXTRA_CORRUPTIONS,
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = spec.checkpoint or args.checkpoint
         kwargs = {} if checkpoint else {k: defaults[k] for k in ("num_classes", "in_chans") if k not in spec.kwargs}
         torch.manual_seed(args.seed)
-        model = create_model(spec, checkpoint=checkpoint, **kwargs)
+        model = load_model(spec, checkpoint=checkpoint, **kwargs)
         s = dict(model.analysis_input)
         if not s.pop("from_checkpoint_config"):
             s.update({k: defaults[k] for k in ("img_size", "crop_pct", "interpolation") if k in defaults})

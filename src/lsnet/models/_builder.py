@@ -1,88 +1,22 @@
-"""Shared model-building glue: official checkpoint containers and timm's pretrained path.
+"""Shared model-building glue: timm's pretrained path goes through `lsnet.checkpoints`, the one loader.
 
 Every family's `_create_<family>` calls `build_model`, which adds two things to timm's `build_model_with_cfg`:
-  * `pretrained_cfg_overlay=dict(file=PATH)` is read here, not by timm: official training containers are
-    unwrapped to the entry the official evaluation reads (non-EMA: 'model' / 'state_dict' /
-    'model_state_dict'), or to `checkpoint_entry=` when given, and the choice is logged. timm's own loader
-    would prefer the EMA entry. The unwrapped dict then goes through timm (`state_dict` overlay), so the
-    family's `checkpoint_filter_fn`, in_chans adaptation and classifier resizing still apply.
+  * pretrained weights, from the hub or from `pretrained_cfg_overlay=dict(file=PATH)` (read by
+    `lsnet.checkpoints.read_checkpoint`: official containers, run checkpoints, safetensors; `checkpoint_entry=`
+    picks the entry), are fitted by `lsnet.checkpoints.fit_state_dict`: the family's `checkpoint_filter_fn`, a
+    classifier of another size dropped, the stem adapted to `in_chans`, a one-line error for anything else;
   * hub failures (no network, HF_HUB_OFFLINE=1) become one error that says how to load a local file.
 """
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from timm.models import build_model_with_cfg
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
-_logger = logging.getLogger(__name__)
-
-# entries official evaluation code reads, in order of preference (LSNet/UniConvNet 'model', timm 'state_dict',
-# LKCA 'model_state_dict'); EMA entries only when asked for by name
-NON_EMA_ENTRIES = ("model", "state_dict", "model_state_dict", "module")
-EMA_ENTRIES = ("model_ema", "state_dict_ema")
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def load_checkpoint_file(path: str | os.PathLike, entry: str | None = None) -> dict[str, torch.Tensor]:
-    """Load a state dict from a .pth/.pt/.bin (torch.load, weights_only=True) or .safetensors file.
-
-    Training containers ({'model': ..., 'model_ema': ..., 'optimizer': ...}) are unwrapped to `entry`, or to the
-    first non-EMA entry present. Wrapper prefixes ('module.', '_orig_mod.') are removed.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path!r}; pass the path of a .pth or .safetensors file")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        checkpoint: Any = load_file(path, device="cpu")
-    else:
-        try:
-            # official training containers also pickle their argparse.Namespace of arguments
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors come in several types
-            raise RuntimeError(
-                f"could not load {path!r} with torch.load(weights_only=True): {err}. Only tensor checkpoints are "
-                "accepted; re-save it as a state dict or .safetensors"
-            ) from err
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f"{path!r} holds a {type(checkpoint).__name__}, not a state dict or checkpoint container")
-    state_dict = unwrap_checkpoint(checkpoint, entry=entry, source=path)
-    return {_strip_prefixes(k): v for k, v in state_dict.items()}
-
-
-def unwrap_checkpoint(checkpoint: Mapping[str, Any], entry: str | None = None, source: str = "checkpoint") -> dict:
-    """Pick the state dict out of a training container (or return a bare state dict unchanged)."""
-    containers = [k for k in (*NON_EMA_ENTRIES, *EMA_ENTRIES) if isinstance(checkpoint.get(k), Mapping)]
-    if entry is not None:
-        if entry not in containers:
-            raise KeyError(f"{source}: entry {entry!r} not found; entries holding state dicts: {containers or 'none'}")
-        chosen = entry
-    else:
-        chosen = next((k for k in NON_EMA_ENTRIES if k in containers), None)
-        if chosen is None and containers:  # only EMA weights were saved
-            chosen = containers[0]
-    if chosen is None:
-        _logger.info(f"{source}: loaded a bare state dict")
-        return dict(checkpoint)
-    _logger.info(f"{source}: loaded entry {chosen!r} (entries present: {containers})")
-    return dict(checkpoint[chosen])
-
-
-def _strip_prefixes(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
-    return key
+from ..checkpoints import fit_state_dict, read_checkpoint
 
 
 def build_model(
@@ -93,17 +27,29 @@ def build_model(
     feature_cfg: dict | None = None,
     **kwargs: Any,
 ) -> torch.nn.Module:
-    """timm `build_model_with_cfg` plus official-container loading and a clear offline error."""
+    """timm `build_model_with_cfg`, loading pretrained weights through `lsnet.checkpoints`."""
     checkpoint_entry = kwargs.pop("checkpoint_entry", None)
     overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
-    if pretrained and overlay.get("file"):
-        overlay["state_dict"] = load_checkpoint_file(overlay.pop("file"), entry=checkpoint_entry)
+    source = f"{variant} pretrained weights"
+    if pretrained:
+        if overlay.get("file"):
+            checkpoint = read_checkpoint(overlay.pop("file"))
+            overlay["state_dict"] = checkpoint.state_dict(checkpoint_entry)
+            source = repr(str(checkpoint.path))
+        # fit_state_dict already drops a classifier of another size and adapts the stem: timm's own steps after the
+        # filter must see nothing left to adapt
+        cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), overlay)
+        if kwargs.get("num_classes") is not None:
+            overlay["num_classes"] = kwargs["num_classes"]
+        if kwargs.get("in_chans") is not None:
+            overlay["input_size"] = (kwargs["in_chans"], *cfg.input_size[1:])
     try:
         model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
-            pretrained_filter_fn=filter_fn,
+            pretrained_filter_fn=functools.partial(fit_state_dict, source=source, filter_fn=filter_fn),
+            pretrained_strict=False,  # fit_state_dict checked every key; only a dropped classifier may be missing
             feature_cfg=feature_cfg or dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
             pretrained_cfg_overlay=overlay or None,
             **kwargs,

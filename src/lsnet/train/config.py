@@ -329,9 +329,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         given["model_kwargs"] = dict(given["model_kwargs"] or [])
     values: dict[str, Any] = {}
     if given.get("resume"):
-        from .checkpoint import read_checkpoint_config  # a checkpoint import is heavy; only when resuming
+        from ..checkpoints import read_checkpoint_config  # memory-mapped: the tensors are read once, by the Trainer
 
-        values.update(read_checkpoint_config(given["resume"]))
+        values.update({k: v for k, v in read_checkpoint_config(given["resume"]).items() if k != "resume"})
     if given.get("config"):
         preset = load_preset(given["config"])
         values.update(preset)

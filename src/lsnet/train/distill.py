@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import UnknownModelError
 from .errors import ConfigError
 
 
@@ -57,32 +58,26 @@ def build_teacher(spec: str, checkpoint: str | None, *, num_classes: int, in_cha
     spec: a checkpoint written by `lsnet train` (.pth/.safetensors; its config names the model), or a timm model name.
     checkpoint: weights for a model given by name; without it, the name's pretrained weights (timm hub).
     """
-    from .builders import create_model
-    from .checkpoint import load_checkpoint, load_model_weights, read_weights, strip_prefixes
+    from ..checkpoints import create_model, model_from_checkpoint, read_checkpoint
 
-    if Path(spec).expanduser().is_file():
-        state = load_checkpoint(spec)
-        config = state.get("config") or {}
-        if "model" not in config:
+    if Path(spec).expanduser().is_file():  # a run checkpoint: its config names the model and its settings
+        state = read_checkpoint(spec)
+        if "model" not in state.config:
             raise ConfigError(f"teacher checkpoint {spec!r} does not say which model it holds; pass --teacher "
                               "<timm name> --teacher-checkpoint <file>")
-        teacher = create_model(config["model"], num_classes=config.get("num_classes") or num_classes,
-                               in_chans=config.get("in_chans") or in_chans, img_size=config.get("img_size"),
-                               model_kwargs=config.get("model_kwargs"))
-        use_ema = bool(config.get("model_ema")) and "model_ema" in state
-        load_model_weights(teacher, strip_prefixes(state["model_ema" if use_ema else "model"]), f"teacher {spec!r}")
+        use_ema = bool(state.config.get("model_ema")) and "model_ema" in state.entries
+        teacher, _ = model_from_checkpoint(state, entry="model_ema" if use_ema else None, new_classifier=False)
+    elif checkpoint:  # a model name and any checkpoint file for it (official files included)
+        teacher, _ = model_from_checkpoint(checkpoint, model=spec, new_classifier=False, num_classes=num_classes,
+                                           in_chans=in_chans, img_size=img_size, **(model_kwargs or {}))
     else:
-        kwargs = dict(num_classes=num_classes, in_chans=in_chans, img_size=img_size, model_kwargs=model_kwargs)
-        if checkpoint:
-            teacher = create_model(spec, **kwargs)
-            load_model_weights(teacher, read_weights(checkpoint), f"teacher weights {checkpoint!r}")
-        else:
-            try:
-                teacher = create_model(spec, pretrained=True, **kwargs)
-            except ConfigError:
-                raise
-            except Exception as err:  # hub / network errors come in many types
-                raise ConfigError(f"could not load pretrained weights for teacher {spec!r} ({err}); pass "
-                                  "--teacher-checkpoint FILE or a checkpoint written by `lsnet train`") from err
+        try:
+            teacher = create_model(spec, pretrained=True, num_classes=num_classes, in_chans=in_chans,
+                                   img_size=img_size, **(model_kwargs or {}))
+        except UnknownModelError:
+            raise
+        except Exception as err:  # hub / network errors come in many types
+            raise ConfigError(f"could not load pretrained weights for teacher {spec!r} ({err}); pass "
+                              "--teacher-checkpoint FILE or a checkpoint written by `lsnet train`") from err
     teacher.requires_grad_(False)
     return teacher.to(device).eval()

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoints import LAST, create_model, load_checkpoint, read_checkpoint, resolve_path
 from ..data import HeldOut, channel_stats, create_dataset, create_transform, dataset_info, split_arguments
 from . import checkpoint as ckpt
-from .builders import ShardSampler, create_loader, create_model
+from .builders import ShardSampler, create_loader
 from .config import TrainConfig, save_config
 from .distributed import (
     DistState,
@@ -175,13 +176,13 @@ class Trainer:
 
         # ---- run folder (created once model and data are known to work)
         if cfg.resume:
-            self.resume_path = ckpt.resolve_checkpoint_path(cfg.resume)
+            self.resume_path = resolve_path(cfg.resume)
             self.run_dir = self.resume_path.parent
         else:
             self.resume_path = None
             name = cfg.experiment or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}-{info.name}"
             self.run_dir = Path(cfg.output) / broadcast_object(name, dist_state)
-            if (self.run_dir / ckpt.LAST).exists():
+            if (self.run_dir / LAST).exists():
                 raise ConfigError(f"{str(self.run_dir)!r} already holds a run; continue it with --resume {self.run_dir}"
                                   " or pick another --experiment")
         cfg.experiment = self.run_dir.name
@@ -280,11 +281,11 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
         model = create_model(cfg.model, num_classes=cfg.num_classes, in_chans=cfg.in_chans, img_size=cfg.img_size,
-                             drop_path=cfg.drop_path, drop=cfg.drop, pretrained=cfg.pretrained,
-                             model_kwargs=cfg.model_kwargs)
+                             drop_path_rate=cfg.drop_path or None, drop_rate=cfg.drop or None,
+                             pretrained=cfg.pretrained, **(cfg.model_kwargs or {}))
         if cfg.initial_checkpoint and not self.resume_path:
-            ckpt.load_model_weights(model, ckpt.read_weights(cfg.initial_checkpoint),
-                                    f"--initial-checkpoint {cfg.initial_checkpoint!r}")
+            # any checkpoint file: classifier of another size re-initialised, stem adapted, bias tables resized
+            load_checkpoint(model, cfg.initial_checkpoint)
         if cfg.distillation_type != "none" and hasattr(model, "set_distilled_training"):
             model.set_distilled_training(True)  # training forward returns (cls, dist) logits
         if cfg.sync_bn:
@@ -363,12 +364,13 @@ class Trainer:
         }
 
     def _resume(self) -> list:
-        state = ckpt.load_checkpoint(self.resume_path)
+        checkpoint = read_checkpoint(self.resume_path)  # the only read of the tensors (the config was memory-mapped)
+        state = checkpoint.content
         missing = [k for k in ("model", "optimizer", "scheduler", "epoch") if k not in state]
         if missing:
             raise CheckpointError(f"{str(self.resume_path)!r} is not a training checkpoint (no {', '.join(missing)});"
                                   " use --initial-checkpoint to start from bare weights")
-        ckpt.load_model_weights(self.model, state["model"], f"--resume {str(self.resume_path)!r}")
+        load_checkpoint(self.model, checkpoint, entry="model", new_classifier=False)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as err:
@@ -378,7 +380,7 @@ class Trainer:
                                   "--initial-checkpoint") from err
         if self.ema is not None:
             if state.get("model_ema") is not None:
-                ckpt.load_model_weights(self.ema.module, state["model_ema"], "EMA weights of the checkpoint")
+                load_checkpoint(self.ema.module, checkpoint, entry="model_ema", new_classifier=False)
             else:
                 self.ema.set(self.model)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -414,7 +416,7 @@ class Trainer:
         rng_states = all_gather_object(ckpt.rng_state(), self.dist)  # collective: every rank calls it
         if not self.main:
             return
-        last = self.run_dir / ckpt.LAST
+        last = self.run_dir / LAST
         ckpt.save_checkpoint(self._state(epoch, rng_states), last)
         if is_best:
             best = self.run_dir / ckpt.BEST
@@ -453,7 +455,7 @@ class Trainer:
             bad = all_reduce_sum(torch.tensor([bad], device=self.device), self.dist).item()
         if bad == 0:
             return
-        last = self.run_dir / ckpt.LAST
+        last = self.run_dir / LAST
         kept = (f"the last good checkpoint {str(last)!r} (epoch {self.history[-1]['epoch']}) is intact; resume from it"
                 if last.exists() and self.history else "no checkpoint had been written yet; restart")
         raise NonFiniteLossError(
@@ -558,9 +560,8 @@ class Trainer:
         if self.best_state is not None:
             model.load_state_dict(self.best_state)
         else:
-            state = ckpt.load_checkpoint(self.run_dir / ckpt.BEST)
-            ckpt.load_model_weights(model, state["model_ema" if self.ema is not None else "model"],
-                                    f"best checkpoint {str(self.run_dir / ckpt.BEST)!r}")
+            load_checkpoint(model, self.run_dir / ckpt.BEST, entry="model_ema" if self.ema is not None else "model",
+                            new_classifier=False)
         return model
 
     def fit(self) -> TrainResult:

@@ -139,7 +139,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
                         strict: bool = False, output: str | Path | None = None, progress: bool = False) -> EvalResult:
     """Evaluate a checkpoint; settings not given come from the config stored in it (checkpoints of `lsnet train`).
 
-    checkpoint: last.pth / best.pth / best.safetensors of a run, or any state dict (then `model` is needed).
+    checkpoint: last.pth / best.pth / best.safetensors of a run, or any checkpoint `lsnet.checkpoints` reads (official
+        files included; then `model` is needed, and `num_classes` when the classifier is not the data set's).
     split: 'train', 'val' or 'test' of the run (default: test, or val when the data set has none); a held-out val
     split is the run's own images (same --val-size and --seed), and 'train' then excludes them.
     fuse: evaluate the deployed model (timm.utils.reparameterize_model folds Conv-BN, BN-Linear and RepVGG branches).
@@ -148,14 +149,14 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
     """
     from timm.utils import reparameterize_model
 
+    from ..checkpoints import model_from_checkpoint, read_checkpoint
     from ..data import HeldOut, channel_stats, create_dataset, create_transform, dataset_info, split_arguments
-    from .builders import ShardSampler, create_loader, create_model
-    from .checkpoint import load_checkpoint, load_model_weights, strip_prefixes
+    from .builders import ShardSampler, create_loader
     from .distributed import resolve_device
     from .errors import ConfigError
 
-    state = load_checkpoint(checkpoint)
-    config = state.get("config") or {}
+    state = read_checkpoint(checkpoint)
+    config = state.config
     model_name = model or config.get("model")
     if not model_name:
         raise ConfigError(f"{str(checkpoint)!r} does not say which model it holds; pass --model NAME")
@@ -166,13 +167,14 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
     num_classes = num_classes or config.get("num_classes") or info.num_classes
     img_size = img_size or config.get("img_size") or 224
     if use_ema is None:
-        use_ema = bool(config.get("model_ema")) and isinstance(state.get("model_ema"), dict)
-    weights = state["model_ema" if use_ema else "model"]
+        use_ema = bool(config.get("model_ema")) and "model_ema" in state.entries
 
     torch_device = resolve_device(device)
-    net = create_model(model_name, num_classes=num_classes, in_chans=in_chans, img_size=img_size,
-                       model_kwargs=config.get("model_kwargs"))
-    load_model_weights(net, strip_prefixes(weights), f"checkpoint {str(checkpoint)!r}")
+    # a classifier that does not fit is an error here (scoring a fresh head would be meaningless); a stem of other
+    # input channels is adapted (timm adapt_input_conv), bias tables are resized to img_size
+    net, _ = model_from_checkpoint(state, model=model_name, entry="model_ema" if use_ema else None,
+                                   new_classifier=False, num_classes=num_classes, in_chans=in_chans,
+                                   img_size=img_size)
     net = net.to(torch_device).eval()
     if fuse:
         net = reparameterize_model(net)
