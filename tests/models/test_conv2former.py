@@ -11,10 +11,15 @@ import torch
 
 import lsnet.models.conv2former  # noqa: F401  (registers the models)
 from contract import (
+    check_default_cfg,
+    check_device_dtype,
     check_features,
     check_forward_backward,
+    check_fx,
+    check_grad_checkpointing,
     check_official_checkpoint,
     check_state_dict_round_trip,
+    check_torchscript,
     count_params,
     onednn,
     random_official_state_dict,
@@ -213,3 +218,28 @@ def test_default_cfgs():
         assert cfg["mean"] == cfg["std"] == (0.5, 0.5, 0.5)  # official model cfg (README says ImageNet stats)
         assert not cfg.get("hf_hub_id") and not cfg.get("url")
     assert timm.models.get_pretrained_cfg("conv2former_n").to_dict()["classifier"] == "head.fc"
+
+
+# ---------------------------------------------------------------------- timm's model-suite contract (contract.py)
+def test_default_cfg():
+    check_default_cfg(TINY)
+    check_default_cfg("conv2former_is", **TINY_ISO)
+
+
+def test_fx():
+    check_fx(TINY, TINY_INPUT)
+    check_fx("conv2former_is", TINY_INPUT, **TINY_ISO)
+
+
+def test_torchscript(tmp_path):
+    check_torchscript(TINY, TINY_INPUT, tmp_path)
+
+
+def test_device_dtype():
+    check_device_dtype(TINY)
+    check_device_dtype("conv2former_is", **TINY_ISO)
+
+
+def test_grad_checkpointing_recomputes_each_block_once():
+    check_grad_checkpointing(TINY, TINY_INPUT)
+    check_grad_checkpointing("conv2former_is", TINY_INPUT, **TINY_ISO)

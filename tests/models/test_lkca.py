@@ -12,9 +12,14 @@ import torch.nn.functional as F
 
 import lsnet.models.lkca  # noqa: F401  (registers the models)
 from contract import (
+    check_default_cfg,
+    check_device_dtype,
     check_features,
     check_forward_backward,
+    check_fx,
+    check_grad_checkpointing,
     check_state_dict_round_trip,
+    check_torchscript,
     count_params,
     onednn,
     random_official_state_dict,
@@ -99,7 +104,7 @@ def test_head_and_intermediates_api():
     model = timm.create_model(TINY, num_classes=5).eval()
     x = torch.randn(2, *TINY_INPUT)
     tokens = model.forward_features(x)
-    assert tokens.shape == (2, 64, 24)
+    assert tokens.shape == (2, 8, 8, 24) and model.output_fmt == "NHWC"  # the token grid (no class token)
     assert model.forward_head(tokens, pre_logits=True).shape == (2, model.head_hidden_size)
     _, nlc = model.forward_intermediates(x, indices=1, output_fmt="NLC")
     assert nlc[0].shape == (2, 64, 24)
@@ -115,8 +120,9 @@ def test_head_and_intermediates_api():
 def test_drop_path_schedules():
     constant = timm.create_model(TINY, drop_path_rate=0.2)
     linear = timm.create_model(TINY, drop_path_rate=0.2, drop_path_schedule="linear")
-    assert [b.drop_path1.drop_prob for b in constant.blocks] == [0.2, 0.2]  # official: one rate everywhere
-    assert isinstance(linear.blocks[0].drop_path1, torch.nn.Identity) and linear.blocks[1].drop_path1.drop_prob == 0.2
+    assert [b.drop_path1.drop_prob for b in constant.blocks] == [0.2, 0.2, 0.2]  # official: one rate everywhere
+    assert isinstance(linear.blocks[0].drop_path1, torch.nn.Identity)
+    assert [b.drop_path1.drop_prob for b in linear.blocks[1:]] == [0.1, 0.2]
 
 
 # ------------------------------------------------------------------------------------------ the two views
@@ -276,3 +282,34 @@ def test_default_cfgs():
         assert cfg["input_size"] == (3, 32, 32) and cfg["num_classes"] == 100
         assert cfg["mean"] == (0.5070, 0.4865, 0.4409) and cfg["std"] == (0.2673, 0.2564, 0.2762)
     assert timm.create_model(TINY).num_classes == 100
+
+
+# ---------------------------------------------------------------------- timm's model-suite contract (contract.py)
+TOKEN_MODEL = dict(mixer="mhsa", class_token=True)  # the vit_cifar layout: (B, 1 + N, D) tokens, token pooling
+
+
+def test_default_cfg():
+    check_default_cfg(TINY)
+    check_default_cfg(TINY, view="attention")
+    check_default_cfg(TINY, **TOKEN_MODEL)
+
+
+def test_fx():
+    check_fx(TINY, TINY_INPUT)
+    check_fx(TINY, (3, 48, 40), view="attention")  # off the build grid: resampled position embedding
+    check_fx(TINY, TINY_INPUT, **TOKEN_MODEL)
+
+
+def test_torchscript(tmp_path):
+    check_torchscript(TINY, TINY_INPUT, tmp_path)
+    check_torchscript(TINY, (3, 48, 40), view="attention")
+    check_torchscript(TINY, TINY_INPUT, **TOKEN_MODEL)
+
+
+def test_device_dtype():
+    check_device_dtype(TINY)
+    check_device_dtype(TINY, **TOKEN_MODEL)
+
+
+def test_grad_checkpointing_recomputes_each_block_once():
+    check_grad_checkpointing(TINY, TINY_INPUT)

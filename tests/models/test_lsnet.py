@@ -9,11 +9,16 @@ import torch
 from timm.utils import reparameterize_model
 
 from contract import (
+    check_default_cfg,
+    check_device_dtype,
     check_features,
     check_forward_backward,
     check_fuse,
+    check_fx,
+    check_grad_checkpointing,
     check_official_checkpoint,
     check_state_dict_round_trip,
+    check_torchscript,
     count_params,
     random_official_state_dict,
     randomize_batchnorm,
@@ -383,3 +388,27 @@ def test_untrusted_pickle_is_refused(tmp_path):
     torch.save({"model": random_official_state_dict("lsnet_t"), "hook": time.perf_counter}, path)
     with pytest.raises(RuntimeError, match="weights_only=True"):
         timm.create_model("lsnet_t", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+# ---------------------------------------------------------------------- timm's model-suite contract (contract.py)
+def test_default_cfg():
+    check_default_cfg(TINY)
+    check_default_cfg(TINY, distilled=True)
+
+
+def test_fx():
+    check_fx(TINY, TINY_INPUT)
+    check_fx(TINY, (3, 80, 48), distilled=True)  # attention biases resized for another grid, inside the graph
+
+
+def test_torchscript(tmp_path):
+    check_torchscript(TINY, TINY_INPUT, tmp_path)
+    check_torchscript(TINY, (3, 80, 48), distilled=True)
+
+
+def test_device_dtype():
+    check_device_dtype(TINY)
+
+
+def test_grad_checkpointing_recomputes_each_block_once():
+    check_grad_checkpointing(TINY, TINY_INPUT)

@@ -8,11 +8,16 @@ import torch
 
 import lsnet.models.uniconvnet  # noqa: F401  (registers the models before the package wires them)
 from contract import (
+    check_default_cfg,
+    check_device_dtype,
     check_features,
     check_forward_backward,
     check_fuse,
+    check_fx,
+    check_grad_checkpointing,
     check_official_checkpoint,
     check_state_dict_round_trip,
+    check_torchscript,
     count_params,
     random_official_state_dict,
     read_manifest,
@@ -201,3 +206,24 @@ def test_errors():
         model.forward_intermediates(torch.randn(1, *SIZE), output_fmt="NHWC")
     with pytest.raises(ValueError, match="divisible by group"):
         DCNv3(10, group=4)
+
+
+# ---------------------------------------------------------------------- timm's model-suite contract (contract.py)
+def test_default_cfg():
+    check_default_cfg(TINY)
+
+
+def test_fx():
+    check_fx(TINY, SIZE)
+
+
+def test_torchscript(tmp_path):
+    check_torchscript(TINY, SIZE, tmp_path)  # runs scripted; not saved (JIT_SAVE_EXCLUDE: DCNv3 is a Python call)
+
+
+def test_device_dtype():
+    check_device_dtype(TINY)
+
+
+def test_grad_checkpointing_recomputes_each_block_once():
+    check_grad_checkpointing(TINY, SIZE)

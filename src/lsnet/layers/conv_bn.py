@@ -20,11 +20,14 @@ class ConvBN(nn.Sequential):
         padding: int | None = None,
         groups: int = 1,
         bn_weight_init: float = 1.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=False, **dd)
+        self.bn = nn.BatchNorm2d(out_chs, **dd)
         nn.init.constant_(self.bn.weight, bn_weight_init)
         nn.init.zeros_(self.bn.bias)
 
@@ -47,10 +50,12 @@ class BNLinear(nn.Sequential):
     x: (B, in_features) -> (B, out_features).
     """
 
-    def __init__(self, in_features: int, out_features: int, std: float = 0.02):
+    def __init__(self, in_features: int, out_features: int, std: float = 0.02,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm = nn.BatchNorm1d(in_features)
-        self.fc = nn.Linear(in_features, out_features)
+        self.norm = nn.BatchNorm1d(in_features, **dd)
+        self.fc = nn.Linear(in_features, out_features, **dd)
         nn.init.trunc_normal_(self.fc.weight, std=std)
         nn.init.zeros_(self.fc.bias)
 

@@ -2,12 +2,12 @@
 
 The sampling itself is `lsnet.ops.dcnv3.dcnv3`; this module holds the projections around it.
 """
-from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ..ops.dcnv3 import dcnv3
+from ._fx import fx_tracing
 
 __all__ = ["DCNv3"]
 
@@ -28,7 +28,9 @@ class DCNv3(nn.Module):
     """
 
     def __init__(self, dim: int, group: int, kernel_size: int = 3, dilation: int = 1, offset_scale: float = 1.0,
-                 dw_kernel_size: int | None = None):
+                 dw_kernel_size: int | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if group < 1 or dim % group:
             raise ValueError(f"DCNv3: dim ({dim}) must be divisible by group ({group}); pick group = dim // width")
@@ -42,11 +44,11 @@ class DCNv3(nn.Module):
         self.pad = dilation * (kernel_size - 1) // 2
         self.offset_scale = offset_scale
         points = kernel_size * kernel_size
-        self.input_proj = nn.Linear(dim, dim)
-        self.dw_conv = nn.Conv2d(dim, dim, dw_kernel_size, padding=(dw_kernel_size - 1) // 2, groups=dim)
-        self.offset_proj = nn.Linear(dim, group * points * 2)
-        self.mask_proj = nn.Linear(dim, group * points)
-        self.output_proj = nn.Linear(dim, dim)
+        self.input_proj = nn.Linear(dim, dim, **dd)
+        self.dw_conv = nn.Conv2d(dim, dim, dw_kernel_size, padding=(dw_kernel_size - 1) // 2, groups=dim, **dd)
+        self.offset_proj = nn.Linear(dim, group * points * 2, **dd)
+        self.mask_proj = nn.Linear(dim, group * points, **dd)
+        self.output_proj = nn.Linear(dim, dim, **dd)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -60,13 +62,26 @@ class DCNv3(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[-1] != self.dim:
-            raise ValueError(f"DCNv3: expected channels-last input (B, H, W, {self.dim}); got {tuple(x.shape)}")
+        if not torch.jit.is_scripting():  # noqa: SIM102  (TorchScript skips only a bare is_scripting() branch)
+            if not fx_tracing() and (x.dim() != 4 or x.shape[-1] != self.dim):
+                raise ValueError(f"DCNv3: expected channels-last input (B, H, W, {self.dim}); got {tuple(x.shape)}")
         value = self.input_proj(x)
         features = self.dw_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        out = dcnv3(value, self.offset_proj(features), self.mask_proj(features), kernel_size=self.kernel_size,
-                    stride=1, pad=self.pad, dilation=self.dilation, group=self.group, offset_scale=self.offset_scale)
+        out = _sample(value, self.offset_proj(features), self.mask_proj(features), self.kernel_size, self.pad,
+                      self.dilation, self.group, self.offset_scale)
         return self.output_proj(out)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, group={self.group}, kernel_size={self.kernel_size}, dilation={self.dilation}"
+
+
+@torch.jit.ignore
+def _sample(value: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, kernel_size: int, pad: int, dilation: int,
+            group: int, offset_scale: float) -> torch.Tensor:
+    """The sampling op (stride 1). A leaf for torch.fx (its shape checks cannot trace) and a Python call under
+    TorchScript (the op is not scriptable), so a scripted model runs in-process but cannot be `torch.jit.save`d."""
+    return dcnv3(value, offset, mask, kernel_size=kernel_size, stride=1, pad=pad, dilation=dilation, group=group,
+                 offset_scale=offset_scale)
+
+
+torch.fx.wrap("_sample")

@@ -32,20 +32,21 @@ class LayerOperator(nn.Module):
     """
 
     def __init__(self, in_chs: int, head_chs: int, kernel_size: int, small_kernel_size: int = 3,
-                 norm: bool = True):
+                 norm: bool = True, device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm = LayerNorm2d(in_chs, eps=1e-6) if norm else nn.Identity()
+        self.norm = LayerNorm2d(in_chs, eps=1e-6, **dd) if norm else nn.Identity()
         self.large_kernel = nn.Sequential(
-            nn.Conv2d(in_chs, in_chs, 1),
+            nn.Conv2d(in_chs, in_chs, 1, **dd),
             nn.GELU(),
-            nn.Conv2d(in_chs, in_chs, kernel_size, padding=kernel_size // 2, groups=in_chs),
+            nn.Conv2d(in_chs, in_chs, kernel_size, padding=kernel_size // 2, groups=in_chs, **dd),
         )
-        self.value = nn.Conv2d(in_chs, in_chs, 1)
-        self.amp_proj = nn.Conv2d(in_chs, in_chs, 1)
-        self.head_proj = nn.Conv2d(head_chs, head_chs, 1)
+        self.value = nn.Conv2d(in_chs, in_chs, 1, **dd)
+        self.amp_proj = nn.Conv2d(in_chs, in_chs, 1, **dd)
+        self.head_proj = nn.Conv2d(head_chs, head_chs, 1, **dd)
         self.small_kernel = nn.Conv2d(head_chs, head_chs, small_kernel_size, padding=small_kernel_size // 2,
-                                      groups=head_chs)
-        self.context_proj = nn.Identity() if in_chs == head_chs else nn.Conv2d(in_chs, head_chs, 1)
+                                      groups=head_chs, **dd)
+        self.context_proj = nn.Identity() if in_chs == head_chs else nn.Conv2d(in_chs, head_chs, 1, **dd)
 
     def forward(self, a_in: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
         a_in = self.norm(a_in)
@@ -69,7 +70,9 @@ class ReceptiveFieldAggregator(nn.Module):
     trunc_normal(std=0.02) and zero bias.
     """
 
-    def __init__(self, dim: int, kernel_sizes: Sequence[int] = (7, 9, 11), small_kernel_size: int = 3):
+    def __init__(self, dim: int, kernel_sizes: Sequence[int] = (7, 9, 11), small_kernel_size: int = 3,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         num_layers = len(kernel_sizes)
         if num_layers < 1 or dim % (num_layers + 1):
@@ -81,17 +84,17 @@ class ReceptiveFieldAggregator(nn.Module):
         self.dim = dim
         self.head_dim = dim // (num_layers + 1)
         self.kernel_sizes = tuple(kernel_sizes)
-        self.norm = LayerNorm2d(dim, eps=1e-6)
+        self.norm = LayerNorm2d(dim, eps=1e-6, **dd)
         self.layers = nn.ModuleList(
-            LayerOperator((n + 1) * self.head_dim, self.head_dim, k, small_kernel_size, norm=n > 0)
+            LayerOperator((n + 1) * self.head_dim, self.head_dim, k, small_kernel_size, norm=n > 0, **dd)
             for n, k in enumerate(kernel_sizes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         heads = self.norm(x).split(self.head_dim, dim=1)
         aggregated = heads[0]
-        for layer, head in zip(self.layers, heads[1:]):
-            aggregated = layer(aggregated, head)
+        for n, layer in enumerate(self.layers):  # (enumerate, not zip: TorchScript needs a static length)
+            aggregated = layer(aggregated, heads[n + 1])
         return aggregated
 
     def extra_repr(self) -> str:

@@ -26,9 +26,6 @@ Pre-processing: the official model cfg (and so timm's train/validate scripts) us
 official README tells users to normalise with ImageNet mean/std; which one the released weights expect is not
 documented (discrepancy 9). The cfgs here follow the code (0.5); override `mean`/`std` if accuracy looks low.
 """
-from __future__ import annotations
-
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -41,11 +38,13 @@ from torch import nn
 
 from ._builder import build_model
 from ._features import stage_intermediates
+from ._helpers import check_weight_source, drop_path_rates, rename_key
 
 __all__ = ["Conv2Former", "Conv2FormerIsotropic", "checkpoint_filter_fn"]
 
 FUSION_MODES = ("hadamard", "sum", "sigmoid")
 LN_EPS = 1e-6
+_Device = torch.device | str | None
 
 
 # ----------------------------------------------------------------------------------------------------- blocks
@@ -57,19 +56,21 @@ class ConvMod(nn.Module):
     x: (B, dim, H, W) -> (B, dim, H, W).
     """
 
-    def __init__(self, dim: int, kernel_size: int = 11, fusion: str = "hadamard"):
+    def __init__(self, dim: int, kernel_size: int = 11, fusion: str = "hadamard", device: _Device = None,
+                 dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if fusion not in FUSION_MODES:
             raise ValueError(f"ConvMod: fusion must be one of {FUSION_MODES}; got {fusion!r}")
         if kernel_size % 2 != 1:
             raise ValueError(f"ConvMod: kernel_size must be odd (same-size padding); got {kernel_size}")
         self.fusion = fusion
-        self.norm = LayerNorm2d(dim, eps=LN_EPS)
-        self.a_proj = nn.Conv2d(dim, dim, 1)  # W1
+        self.norm = LayerNorm2d(dim, eps=LN_EPS, **dd)
+        self.a_proj = nn.Conv2d(dim, dim, 1, **dd)  # W1
         self.a_act = nn.GELU()
-        self.a_conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)  # DWConv k x k
-        self.v_proj = nn.Conv2d(dim, dim, 1)  # W2
-        self.proj = nn.Conv2d(dim, dim, 1)
+        self.a_conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, **dd)  # DWConv k x k
+        self.v_proj = nn.Conv2d(dim, dim, 1, **dd)  # W2
+        self.proj = nn.Conv2d(dim, dim, 1, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
@@ -87,14 +88,15 @@ class ConvMod(nn.Module):
 class ConvMlp(nn.Module):
     """LN -> fc1 (1x1) -> GELU -> y + GELU(DWConv3x3(y)) -> fc2 (1x1). x: (B, dim, H, W)."""
 
-    def __init__(self, dim: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         hidden = int(dim * mlp_ratio)
-        self.norm = LayerNorm2d(dim, eps=LN_EPS)
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.norm = LayerNorm2d(dim, eps=LN_EPS, **dd)
+        self.fc1 = nn.Conv2d(dim, hidden, 1, **dd)
         self.act = nn.GELU()
-        self.pos_conv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden)
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.pos_conv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, **dd)
+        self.fc2 = nn.Conv2d(hidden, dim, 1, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.fc1(self.norm(x)))
@@ -113,12 +115,15 @@ class Conv2FormerBlock(nn.Module):
         drop_path: float = 0.0,
         layer_scale_init_value: float = 1e-6,
         fusion: str = "hadamard",
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.mixer = ConvMod(dim, kernel_size, fusion)
-        self.ls1 = LayerScale2d(dim, layer_scale_init_value)
-        self.mlp = ConvMlp(dim, mlp_ratio)
-        self.ls2 = LayerScale2d(dim, layer_scale_init_value)
+        self.mixer = ConvMod(dim, kernel_size, fusion, **dd)
+        self.ls1 = LayerScale2d(dim, layer_scale_init_value, **dd)
+        self.mlp = ConvMlp(dim, mlp_ratio, **dd)
+        self.ls2 = LayerScale2d(dim, layer_scale_init_value, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,27 +131,28 @@ class Conv2FormerBlock(nn.Module):
         return x + self.drop_path(self.ls2(self.mlp(x)))
 
 
-def conv_stem(in_chans: int, out_chs: int) -> nn.Sequential:
+def conv_stem(in_chans: int, out_chs: int, device: _Device = None, dtype: torch.dtype | None = None) -> nn.Sequential:
     """Stride-4 stem: conv3x3 s2 -> GELU -> BN -> conv3x3 -> GELU -> BN -> conv2x2 s2 (activation before BN)."""
+    dd = dict(device=device, dtype=dtype)
     mid = out_chs // 2
     return nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(in_chans, mid, 3, stride=2, padding=1, bias=False)),
+        ("conv1", nn.Conv2d(in_chans, mid, 3, stride=2, padding=1, bias=False, **dd)),
         ("act1", nn.GELU()),
-        ("norm1", nn.BatchNorm2d(mid)),
-        ("conv2", nn.Conv2d(mid, mid, 3, padding=1, bias=False)),
+        ("norm1", nn.BatchNorm2d(mid, **dd)),
+        ("conv2", nn.Conv2d(mid, mid, 3, padding=1, bias=False, **dd)),
         ("act2", nn.GELU()),
-        ("norm2", nn.BatchNorm2d(mid)),
-        ("conv3", nn.Conv2d(mid, out_chs, 2, stride=2, bias=False)),
+        ("norm2", nn.BatchNorm2d(mid, **dd)),
+        ("conv3", nn.Conv2d(mid, out_chs, 2, stride=2, bias=False, **dd)),
     ]))
 
 
 class Downsample(nn.Module):
     """LayerNorm (channels-first) -> 2x2 stride-2 conv."""
 
-    def __init__(self, in_chs: int, out_chs: int):
+    def __init__(self, in_chs: int, out_chs: int, device: _Device = None, dtype: torch.dtype | None = None):
         super().__init__()
-        self.norm = LayerNorm2d(in_chs, eps=LN_EPS)
-        self.conv = nn.Conv2d(in_chs, out_chs, 2, stride=2)
+        self.norm = LayerNorm2d(in_chs, eps=LN_EPS, device=device, dtype=dtype)
+        self.conv = nn.Conv2d(in_chs, out_chs, 2, stride=2, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.norm(x))
@@ -155,11 +161,13 @@ class Downsample(nn.Module):
 class Conv2FormerStage(nn.Module):
     """Optional downsampler followed by `depth` blocks."""
 
-    def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool, drop_path: list[float], **block_kw):
+    def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool, drop_path: list[float],
+                 device: _Device = None, dtype: torch.dtype | None = None, **block_kw):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.grad_checkpointing = False
-        self.downsample = Downsample(in_chs, out_chs) if downsample else nn.Identity()
-        self.blocks = nn.Sequential(*[Conv2FormerBlock(out_chs, drop_path=drop_path[i], **block_kw)
+        self.downsample = Downsample(in_chs, out_chs, **dd) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(*[Conv2FormerBlock(out_chs, drop_path=drop_path[i], **dd, **block_kw)
                                       for i in range(depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,24 +183,27 @@ class ConvHead(nn.Module):
     `pre_logits=True` returns the pooled (B, hidden) features. `hidden=0` drops the conv/LN part (pool -> fc).
     """
 
-    def __init__(self, in_chs: int, hidden: int, num_classes: int, global_pool: str = "avg", drop_rate: float = 0.0):
+    def __init__(self, in_chs: int, hidden: int, num_classes: int, global_pool: str = "avg", drop_rate: float = 0.0,
+                 device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if hidden > 0:
-            self.conv = nn.Conv2d(in_chs, hidden, 1)
+            self.conv = nn.Conv2d(in_chs, hidden, 1, **dd)
             self.act = nn.GELU()
-            self.norm = LayerNorm2d(hidden, eps=LN_EPS)
+            self.norm = LayerNorm2d(hidden, eps=LN_EPS, **dd)
         else:
             self.conv, self.act, self.norm = nn.Identity(), nn.Identity(), nn.Identity()
         self.hidden_size = hidden if hidden > 0 else in_chs
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.hidden_size, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def reset(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
             self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
-        device = self.fc.weight.device if isinstance(self.fc, nn.Linear) else None
-        self.fc = nn.Linear(self.hidden_size, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        param = next(self.parameters(), None)
+        dd = dict(device=param.device, dtype=param.dtype) if param is not None else {}
+        self.fc = nn.Linear(self.hidden_size, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(self.norm(self.act(self.conv(x))))
@@ -206,11 +217,6 @@ def _init_weights(module: nn.Module) -> None:
         trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-def _linear_drop_path(rate: float, total: int) -> list[float]:
-    """0 -> rate linearly over `total` blocks (as torch.linspace, in plain Python so meta-device builds work)."""
-    return [rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
 
 
 def _check_fusion(fusion: str) -> None:
@@ -248,7 +254,10 @@ class Conv2Former(nn.Module):
         drop_path_rate: float = 0.0,
         layer_scale_init_value: float = 1e-6,
         fusion: str = "hadamard",
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if len(dims) != len(depths):
             raise ValueError(f"Conv2Former: dims and depths need one entry per stage; got {dims} and {depths}")
@@ -258,21 +267,20 @@ class Conv2Former(nn.Module):
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
-        self.stem = conv_stem(in_chans, dims[0])
-        rates = _linear_drop_path(drop_path_rate, sum(depths))
-        dpr = [rates[sum(depths[:i]): sum(depths[: i + 1])] for i in range(len(depths))]
+        self.stem = conv_stem(in_chans, dims[0], **dd)
+        dpr = drop_path_rates(drop_path_rate, depths)
         stages, self.feature_info = [], []
         in_chs = dims[0]
         for i, (dim, depth) in enumerate(zip(dims, depths)):
             stages.append(Conv2FormerStage(
                 in_chs, dim, depth, downsample=i > 0, drop_path=dpr[i], kernel_size=kernel_size,
-                mlp_ratio=mlp_ratio, layer_scale_init_value=layer_scale_init_value, fusion=fusion,
+                mlp_ratio=mlp_ratio, layer_scale_init_value=layer_scale_init_value, fusion=fusion, **dd,
             ))
             self.feature_info.append(dict(num_chs=dim, reduction=4 * 2**i, module=f"stages.{i}"))
             in_chs = dim
         self.stages = nn.Sequential(*stages)
         self.num_features = dims[-1]
-        self.head = ConvHead(dims[-1], head_hidden_dim, num_classes, global_pool, drop_rate)
+        self.head = ConvHead(dims[-1], head_hidden_dim, num_classes, global_pool, drop_rate, **dd)
         self.head_hidden_size = self.head.hidden_size
         self.apply(_init_weights)
 
@@ -336,10 +344,8 @@ class Conv2Former(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint_seq(self.stages, x)
-        return self.stages(x)
+        # gradient checkpointing lives in the stages (per block); checkpointing here too would recompute twice
+        return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -377,7 +383,10 @@ class Conv2FormerIsotropic(nn.Module):
         drop_path_rate: float = 0.0,
         layer_scale_init_value: float = 1e-6,
         fusion: str = "hadamard",
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         _check_fusion(fusion)
         self.num_classes = num_classes
@@ -385,31 +394,34 @@ class Conv2FormerIsotropic(nn.Module):
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
         if stem_type == "patch":
-            self.stem = nn.Sequential(OrderedDict([("proj", nn.Conv2d(in_chans, dim, patch_size, stride=patch_size))]))
+            self.stem = nn.Sequential(OrderedDict([
+                ("proj", nn.Conv2d(in_chans, dim, patch_size, stride=patch_size, **dd)),
+            ]))
         elif stem_type == "conv3":
             if patch_size % 2:
                 raise ValueError(f"Conv2FormerIsotropic: stem_type='conv3' needs an even patch_size; got {patch_size}")
             self.stem = nn.Sequential(OrderedDict([
-                ("conv1", nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False)),
-                ("norm1", nn.BatchNorm2d(stem_width)),
+                ("conv1", nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False, **dd)),
+                ("norm1", nn.BatchNorm2d(stem_width, **dd)),
                 ("act1", nn.ReLU()),
-                ("conv2", nn.Conv2d(stem_width, stem_width, 3, padding=1, bias=False)),
-                ("norm2", nn.BatchNorm2d(stem_width)),
+                ("conv2", nn.Conv2d(stem_width, stem_width, 3, padding=1, bias=False, **dd)),
+                ("norm2", nn.BatchNorm2d(stem_width, **dd)),
                 ("act2", nn.ReLU()),
-                ("conv3", nn.Conv2d(stem_width, stem_width, 3, padding=1, bias=False)),
-                ("norm3", nn.BatchNorm2d(stem_width)),
+                ("conv3", nn.Conv2d(stem_width, stem_width, 3, padding=1, bias=False, **dd)),
+                ("norm3", nn.BatchNorm2d(stem_width, **dd)),
                 ("act3", nn.ReLU()),
-                ("proj", nn.Conv2d(stem_width, dim, patch_size // 2, stride=patch_size // 2)),
+                ("proj", nn.Conv2d(stem_width, dim, patch_size // 2, stride=patch_size // 2, **dd)),
             ]))
         else:
             raise ValueError(f"Conv2FormerIsotropic: stem_type must be 'patch' or 'conv3'; got {stem_type!r}")
-        dpr = _linear_drop_path(drop_path_rate, depth)
+        dpr = drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.Sequential(*[
-            Conv2FormerBlock(dim, kernel_size, mlp_ratio, dpr[i], layer_scale_init_value, fusion) for i in range(depth)
+            Conv2FormerBlock(dim, kernel_size, mlp_ratio, dpr[i], layer_scale_init_value, fusion, **dd)
+            for i in range(depth)
         ])
         self.feature_info = [dict(num_chs=dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
         self.num_features = dim
-        self.head = ConvHead(dim, head_hidden_dim, num_classes, global_pool, drop_rate)
+        self.head = ConvHead(dim, head_hidden_dim, num_classes, global_pool, drop_rate, **dd)
         self.head_hidden_size = self.head.hidden_size
         self.apply(_init_weights)
 
@@ -490,14 +502,6 @@ _RENAMES = (
 )
 
 
-def _official_to_ours(key: str) -> str:
-    for pattern, repl in _RENAMES:
-        new, count = re.subn(pattern, repl, key)
-        if count:
-            return new
-    return key
-
-
 def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Official Conv2Former state dict (or ours) -> this model's keys.
 
@@ -512,7 +516,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
     own = model.state_dict()
     out = {}
     for key, value in state_dict.items():
-        key = key if key in own else _official_to_ours(key)
+        key = key if key in own else rename_key(key, _RENAMES)
         if key.endswith("mixer.a_conv.weight") and key in own and value.shape != own[key].shape:
             raise ValueError(
                 f"checkpoint {key} has {tuple(value.shape[-2:])} kernels but the model uses "
@@ -525,6 +529,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: nn.Modul
 
 # ----------------------------------------------------------------------------------------------------- cfgs
 def _cfg(**kwargs) -> dict:
+    """timm pretrained cfg; `license` is that of the official code and weights (HVision-NKU/Conv2Former: MIT)."""
     return {
         "num_classes": 1000,
         "input_size": (3, 224, 224),
@@ -538,7 +543,7 @@ def _cfg(**kwargs) -> dict:
         "std": (0.5, 0.5, 0.5),
         "first_conv": "stem.conv1",
         "classifier": "head.fc",
-        "license": "apache-2.0",
+        "license": "mit",
         "paper_ids": "arXiv:2211.11943",
         "paper_name": "Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition",
         "origin_url": "https://github.com/HVision-NKU/Conv2Former",
@@ -577,22 +582,8 @@ MODEL_ARGS = {
 }
 
 
-def _check_weight_source(variant: str, pretrained: bool, kwargs: dict) -> None:
-    """No hub weights are known for this family: pretrained=True needs a file (timm would only warn)."""
-    if not pretrained:
-        return
-    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
-    cfg = kwargs.get("pretrained_cfg")
-    cfg = cfg if isinstance(cfg, dict) else {}
-    if not any(overlay.get(k) or cfg.get(k) for k in ("file", "state_dict", "url", "hf_hub_id")):
-        raise RuntimeError(
-            f"{variant}: no downloadable weights are known; load a local checkpoint with "
-            f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/file.pth'))"
-        )
-
-
 def _create_conv2former(variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    _check_weight_source(variant, pretrained, kwargs)
+    check_weight_source(variant, pretrained, kwargs)
     if variant in ("conv2former_is", "conv2former_ib"):
         depth = kwargs.get("depth", MODEL_ARGS[variant]["depth"])
         return build_model(

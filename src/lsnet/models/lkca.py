@@ -33,10 +33,7 @@ Official per-epoch containers {'model_state_dict': ...} and the final bare state
 state dict's `cls_token` is unused by the LKCA models; `checkpoint_filter_fn` drops it (our LKCA models therefore
 have `embed_dim` fewer parameters than the official module).
 """
-from __future__ import annotations
-
 import math
-import re
 from collections.abc import Mapping
 
 import torch
@@ -47,7 +44,9 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..layers._fx import fx_tracing
 from ._builder import build_model
+from ._helpers import check_weight_source, drop_path_rates, rename_key
 
 __all__ = ["LKCAViT", "LKCAttention", "Attention", "checkpoint_filter_fn", "lkca_attention_matrix"]
 
@@ -61,6 +60,7 @@ SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
 
 VIEWS = ("conv", "attention")
 MIXERS = ("lkca", "mhsa")
+_Device = torch.device | str | None
 
 
 def lkca_attention_matrix(kernel: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -82,6 +82,20 @@ def lkca_attention_matrix(kernel: torch.Tensor, grid: tuple[int, int]) -> torch.
     return matrix.reshape(height * width, height * width)
 
 
+def grid_position_embedding(pos_embed: torch.Tensor, grid: tuple[int, int], build_grid: tuple[int, int],
+                            num_prefix_tokens: int) -> torch.Tensor:
+    """(1, prefix + gh*gw, D) embedding of the build grid -> the one for `grid` (bicubic resampling if it differs)."""
+    if grid[0] == build_grid[0] and grid[1] == build_grid[1]:
+        return pos_embed
+    return resample_abs_pos_embed(pos_embed, [grid[0], grid[1]], old_size=[build_grid[0], build_grid[1]],
+                                  num_prefix_tokens=num_prefix_tokens)
+
+
+# torch.fx leaves: both branch on the token grid, which is only known when the traced graph runs
+torch.fx.wrap("lkca_attention_matrix")
+torch.fx.wrap("grid_position_embedding")
+
+
 class LKCAttention(nn.Module):
     """Large Kernel Convolutional Attention: x (B, N, dim), grid (h, w) with h*w = N -> (B, N, dim).
 
@@ -96,16 +110,19 @@ class LKCAttention(nn.Module):
         grid_size: tuple[int, int],
         view: str = "conv",
         proj_drop: float = 0.0,
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if view not in VIEWS:
             raise ValueError(f"LKCAttention: view must be one of {VIEWS}; got {view!r}")
         self.view = view
         inner = num_heads * head_dim
-        self.v = nn.Linear(dim, inner, bias=False)
-        self.kernel = nn.Parameter(torch.zeros(2 * grid_size[0] - 1, 2 * grid_size[1] - 1))
+        self.v = nn.Linear(dim, inner, bias=False, **dd)
+        self.kernel = nn.Parameter(torch.zeros(2 * grid_size[0] - 1, 2 * grid_size[1] - 1, **dd))
         # the official module skips the output projection when it would be square-identity-shaped (1 head of dim)
-        self.proj = nn.Linear(inner, dim) if not (num_heads == 1 and head_dim == dim) else nn.Identity()
+        self.proj = nn.Linear(inner, dim, **dd) if not (num_heads == 1 and head_dim == dim) else nn.Identity()
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -125,14 +142,16 @@ class LKCAttention(nn.Module):
 class Attention(nn.Module):
     """Multi-head softmax self-attention (qkv without bias, scale head_dim**-0.5), x: (B, N, dim)."""
 
-    def __init__(self, dim: int, num_heads: int, head_dim: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, head_dim: int, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = head_dim
         inner = num_heads * head_dim
-        self.qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.qkv = nn.Linear(dim, 3 * inner, bias=False, **dd)
         self.attn_drop = attn_drop
-        self.proj = nn.Linear(inner, dim) if not (num_heads == 1 and head_dim == dim) else nn.Identity()
+        self.proj = nn.Linear(inner, dim, **dd) if not (num_heads == 1 and head_dim == dim) else nn.Identity()
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
@@ -160,16 +179,19 @@ class Block(nn.Module):
         proj_drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, **dd)
         if mixer == "lkca":
-            self.attn = LKCAttention(dim, num_heads, head_dim, grid_size, view=view, proj_drop=proj_drop)
+            self.attn = LKCAttention(dim, num_heads, head_dim, grid_size, view=view, proj_drop=proj_drop, **dd)
         else:
-            self.attn = Attention(dim, num_heads, head_dim, attn_drop=attn_drop, proj_drop=proj_drop)
+            self.attn = Attention(dim, num_heads, head_dim, attn_drop=attn_drop, proj_drop=proj_drop, **dd)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
+        self.norm2 = nn.LayerNorm(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop, **dd)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -184,9 +206,10 @@ class PatchEmbed(nn.Module):
     (see checkpoint_filter_fn).
     """
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int):
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, device: _Device = None,
+                 dtype: torch.dtype | None = None):
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -240,7 +263,10 @@ class LKCAViT(nn.Module):
         pos_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         drop_path_schedule: str = "constant",
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if mixer not in MIXERS:
             raise ValueError(f"LKCA-ViT: mixer must be one of {MIXERS}; got {mixer!r}")
@@ -269,26 +295,27 @@ class LKCAViT(nn.Module):
         self.img_size = img_size
         self.grid_size = (img_size[0] // patch_size, img_size[1] // patch_size)
         self.num_prefix_tokens = 1 if class_token else 0
+        # forward_features returns the token grid (B, h, w, D) without a class token, else (B, 1 + h*w, D)
+        self.output_fmt = "NLC" if class_token else "NHWC"
+        self.feature_dim = -1  # channels are last in both (timm's non-standard models declare it so)
         self.grad_checkpointing = False
 
-        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
-        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim)) if class_token else None
+        self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size, **dd)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, embed_dim, **dd)) if class_token else None
         num_tokens = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
-        self.pos_embed = nn.Parameter(torch.randn(1, num_tokens, embed_dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_tokens, embed_dim, **dd))
         self.pos_drop = nn.Dropout(pos_drop_rate)
-        if drop_path_schedule == "constant":
-            dpr = [drop_path_rate] * depth
-        else:
-            dpr = [drop_path_rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
-        self.blocks = nn.Sequential(*[
+        dpr = [drop_path_rate] * depth if drop_path_schedule == "constant" else drop_path_rates(drop_path_rate, depth)
+        # a ModuleList, not a Sequential: blocks take (x, grid)
+        self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, head_dim, mlp_ratio, self.grid_size, mixer=mixer, view=view,
-                  proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i])
+                  proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=dpr[i], **dd)
             for i in range(depth)
-        ])
+        )
         self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"blocks.{i}") for i in range(depth)]
-        self.fc_norm = nn.LayerNorm(embed_dim)
+        self.fc_norm = nn.LayerNorm(embed_dim, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -335,33 +362,37 @@ class LKCAViT(nn.Module):
             if global_pool not in ("avg", "token", "") or (global_pool == "token" and self.cls_token is None):
                 raise ValueError(f"LKCA-ViT: cannot use global_pool={global_pool!r} with this model")
             self.global_pool = global_pool
-        device = self.pos_embed.device
-        self.head = nn.Linear(self.embed_dim, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        dd = dict(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     # ------------------------------------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C, H, W) -> tokens (B, prefix + h*w, D) with position embedding, and the grid (h, w)."""
-        if x.ndim != 4 or x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
-            raise ValueError(
-                f"LKCA-ViT: input must be (B, {self.in_chans}, H, W) with H and W multiples of the patch size "
-                f"{self.patch_size}; got {tuple(x.shape)}"
-            )
+        if not torch.jit.is_scripting():
+            self._check_input(x)
         x = self.patch_embed(x)
         grid = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        pos_embed = self.pos_embed
-        if grid != self.grid_size:
-            pos_embed = resample_abs_pos_embed(
-                pos_embed, list(grid), old_size=list(self.grid_size), num_prefix_tokens=self.num_prefix_tokens
-            )
+        pos_embed = grid_position_embedding(self.pos_embed, grid, self.grid_size, self.num_prefix_tokens)
         return self.pos_drop(x + pos_embed), grid
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint(block, x, grid, use_reentrant=False)
-        return block(x, grid)
+    def _check_input(self, x: torch.Tensor) -> None:
+        """A clear error for a wrong input; skipped under torch.fx tracing (shapes are proxies there)."""
+        if fx_tracing():
+            return
+        if x.ndim != 4 or x.shape[-1] % self.patch_size or x.shape[-2] % self.patch_size:
+            raise ValueError(
+                f"LKCA-ViT: input must be (B, {self.in_chans}, H, W) with H and W multiples of the patch size "
+                f"{self.patch_size}; got {tuple(x.shape)}"
+            )
+
+    def _output(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Tokens after the last block -> forward_features' format: (B, h, w, D) grid, or (B, 1 + h*w, D)."""
+        if self.num_prefix_tokens:
+            return x
+        return x.reshape(x.shape[0], grid[0], grid[1], x.shape[-1])
 
     def forward_intermediates(
         self,
@@ -384,7 +415,10 @@ class LKCAViT(nn.Module):
         x, grid = self._embed(x)
         intermediates = []
         for i, block in enumerate(blocks):
-            x = self._run_block(block, x, grid)
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(block, x, grid, use_reentrant=False)
+            else:
+                x = block(x, grid)
             if i in take_indices:
                 tokens = x[:, self.num_prefix_tokens:]
                 if output_fmt == "NCHW":
@@ -392,7 +426,7 @@ class LKCAViT(nn.Module):
                 intermediates.append(tokens)
         if intermediates_only:
             return intermediates
-        return x, intermediates
+        return self._output(x, grid), intermediates
 
     def prune_intermediate_layers(
         self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
@@ -406,15 +440,19 @@ class LKCAViT(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> tokens (B, prefix + h*w, D) after the last block (no final norm, as officially)."""
+        """(B, C, H, W) -> after the last block (no final norm, as officially): the token grid (B, h, w, D), or
+        the tokens (B, 1 + h*w, D) of a model with a class token (`output_fmt` 'NHWC' / 'NLC')."""
         x, grid = self._embed(x)
         for block in self.blocks:
-            x = self._run_block(block, x, grid)
-        return x
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(block, x, grid, use_reentrant=False)
+            else:
+                x = block(x, grid)
+        return self._output(x, grid)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens:].mean(dim=1)
+            x = x[:, self.num_prefix_tokens:].mean(dim=1) if self.num_prefix_tokens else x.mean(dim=(1, 2))
         elif self.global_pool == "token":
             x = x[:, 0]
         x = self.head_drop(self.fc_norm(x))
@@ -439,14 +477,6 @@ _RENAMES = (
     (r"^mlp_head\.0\.", "fc_norm."),
     (r"^mlp_head\.1\.", "head."),
 )
-
-
-def _official_to_ours(key: str) -> str:
-    for pattern, repl in _RENAMES:
-        new, count = re.subn(pattern, repl, key)
-        if count:
-            return new
-    return key
 
 
 def _fit_kernel(kernel: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -476,7 +506,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: LKCAViT)
     own = model.state_dict()
     out = {}
     for key, value in state_dict.items():
-        key = key if key in own else _official_to_ours(key)
+        key = key if key in own else rename_key(key, _RENAMES)
         if key == "cls_token" and key not in own:
             continue  # vestigial in the official LKCA models (never used in forward)
         if key == "patch_embed.proj.weight" and value.ndim == 2:
@@ -503,10 +533,12 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: LKCAViT)
 
 # ----------------------------------------------------------------------------------------------------- cfgs
 def _cfg(**kwargs) -> dict:
+    """timm cfg. `license`: the official trainer repository ships no LICENSE file and its README names none
+    ("unknown"); no official weights are published."""
     return {
         "num_classes": 100,
         "input_size": (3, 32, 32),
-        "pool_size": None,
+        "pool_size": (8, 8),  # token grid at 32 px (patch 4)
         "crop_pct": 1.0,
         "interpolation": "bilinear",
         "fixed_input_size": False,
@@ -515,6 +547,7 @@ def _cfg(**kwargs) -> dict:
         "std": CIFAR100_STD,
         "first_conv": "patch_embed.proj",
         "classifier": "head",
+        "license": "unknown",
         "paper_ids": "arXiv:2401.05738",
         "paper_name": "Interpreting and Improving Attention From the Perspective of Large Kernel Convolution",
         "origin_url": "https://github.com/CatworldLee/LKCA-MiniViTsTrainer-Pytorch-CIFAR-TinyImageNet",
@@ -552,28 +585,14 @@ MODEL_ARGS = {
     "lkca_l": _LKCA_CONFIGS["lkca_vit_12m"],
     **{name.replace("lkca_vit", "vit_lite"): dict(cfg, **_MHSA) for name, cfg in _LKCA_CONFIGS.items()},
     **{name: dict(cfg, **_VIT_TOKEN) for name, cfg in _VIT_CIFAR_CONFIGS.items()},
-    "lkca_test": dict(embed_dim=24, depth=2, num_heads=2, mlp_ratio=2),
+    "lkca_test": dict(embed_dim=24, depth=3, num_heads=2, mlp_ratio=2),  # 3 blocks: timm wants >= 3 feature maps
 }
 
 default_cfgs = generate_default_cfgs({f"{name}.untrained": _cfg() for name in MODEL_ARGS})
 
 
-def _check_weight_source(variant: str, pretrained: bool, kwargs: dict) -> None:
-    """No hub weights are known for this family: pretrained=True needs a file (timm would only warn)."""
-    if not pretrained:
-        return
-    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
-    cfg = kwargs.get("pretrained_cfg")
-    cfg = cfg if isinstance(cfg, dict) else {}
-    if not any(overlay.get(k) or cfg.get(k) for k in ("file", "state_dict", "url", "hf_hub_id")):
-        raise RuntimeError(
-            f"{variant}: no downloadable weights are known; load a local checkpoint with "
-            f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/file.pth'))"
-        )
-
-
 def _create_lkca(variant: str, pretrained: bool = False, **kwargs) -> LKCAViT:
-    _check_weight_source(variant, pretrained, kwargs)
+    check_weight_source(variant, pretrained, kwargs)
     depth = kwargs.get("depth", MODEL_ARGS[variant]["depth"])
     out_indices = kwargs.pop("out_indices", min(4, depth))  # last blocks, as timm's ViTs
     return build_model(

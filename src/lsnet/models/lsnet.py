@@ -11,8 +11,6 @@ features/intermediates API, `in_chans`/`num_classes` of any value, and deploy fu
     import lsnet, timm
     model = timm.create_model('lsnet_t', pretrained=True, pretrained_cfg_overlay=dict(file='lsnet_t.pth'))
 """
-from __future__ import annotations
-
 import math
 
 import torch
@@ -25,19 +23,22 @@ from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
 from ..layers import BNLinear, ConvBN, LSConv
+from ..layers._fx import fx_tracing
 from ._builder import build_model
 from ._features import stage_intermediates
+from ._helpers import drop_path_rates
 
 __all__ = ["LSNet", "checkpoint_filter_fn"]
 
 STEM_STRIDE = 8
+_Device = torch.device | str | None
 
 
 def resize_bias_table(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(heads, r*r) table indexed by |drow|*r + |dcol| -> (heads, h*w) table for an h x w grid (bicubic)."""
-    heads, length = int(table.shape[0]), int(table.shape[1])
-    side = math.isqrt(length)
-    if (side, side) == tuple(grid):
+    heads, length = table.shape[0], table.shape[1]
+    side = int(math.sqrt(length) + 0.5)
+    if side == grid[0] and side == grid[1]:
         return table
     square = table.reshape(1, heads, side, side).float()
     resized = F.interpolate(square, size=grid, mode="bicubic", align_corners=False)
@@ -51,13 +52,25 @@ def relative_offset_index(height: int, width: int, device: torch.device | None =
     return (rows[:, None] - rows[None, :]).abs() * width + (cols[:, None] - cols[None, :]).abs()
 
 
+def grid_attention_bias(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(heads, r*r) table -> (heads, N, N) additive biases for an h x w token grid, N = h*w.
+
+    A torch.fx leaf (`torch.fx.wrap` below): traced graphs call it with the runtime grid size.
+    """
+    return resize_bias_table(table, (height, width))[:, relative_offset_index(height, width, table.device)]
+
+
+torch.fx.wrap("grid_attention_bias")
+
+
 class RepVGGDW(nn.Module):
     """x + drop_path(DW3x3-BN(x) + DW1x1-BN(x)); `fuse()` folds all three into one 3x3 depthwise conv."""
 
-    def __init__(self, dim: int, drop_path: float = 0.0):
+    def __init__(self, dim: int, drop_path: float = 0.0, device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.conv3x3 = ConvBN(dim, dim, 3, groups=dim)
-        self.conv1x1 = ConvBN(dim, dim, 1, groups=dim)
+        self.conv3x3 = ConvBN(dim, dim, 3, groups=dim, **dd)
+        self.conv1x1 = ConvBN(dim, dim, 1, groups=dim, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,28 +102,40 @@ class Attention(nn.Module):
         attn_ratio: float = 4.0,
         resolution: int = 4,
         drop_path: float = 0.0,
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.val_dim = int(attn_ratio * key_dim)
         self.scale = key_dim**-0.5
         qk_dim = key_dim * num_heads
-        self.qkv = ConvBN(dim, 2 * qk_dim + self.val_dim * num_heads)
-        self.q_dw = ConvBN(qk_dim, qk_dim, 3, groups=qk_dim)
+        self.qkv = ConvBN(dim, 2 * qk_dim + self.val_dim * num_heads, **dd)
+        self.q_dw = ConvBN(qk_dim, qk_dim, 3, groups=qk_dim, **dd)
         self.proj_act = nn.ReLU()
-        self.proj = ConvBN(self.val_dim * num_heads, dim, bn_weight_init=0.0)
-        self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution))
+        self.proj = ConvBN(self.val_dim * num_heads, dim, bn_weight_init=0.0, **dd)
+        self.attention_biases = nn.Parameter(torch.zeros(num_heads, resolution * resolution, **dd))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self._bias_cache: dict[tuple, torch.Tensor] = {}
 
-    def train(self, mode: bool = True) -> Attention:
+    @torch.jit.ignore
+    def train(self, mode: bool = True) -> "Attention":
         self._bias_cache.clear()
         return super().train(mode)
 
     def attention_bias(self, height: int, width: int) -> torch.Tensor:
         """(heads, N, N) additive biases for an h x w token grid."""
+        if torch.jit.is_scripting():
+            return grid_attention_bias(self.attention_biases, height, width)
+        return self._cached_attention_bias(height, width)
+
+    @torch.jit.unused
+    def _cached_attention_bias(self, height: int, width: int) -> torch.Tensor:
         table = self.attention_biases
+        if fx_tracing():
+            return grid_attention_bias(table, height, width)  # recorded as one call (height/width are proxies)
         # compiling/tracing first (is_inference() breaks dynamo graphs); inference tensors (made under
         # torch.inference_mode) have no version counter to key the cache on
         cacheable = not (torch.compiler.is_compiling() or torch.jit.is_tracing() or self.training
@@ -118,7 +143,7 @@ class Attention(nn.Module):
         key = (height, width, table.device, table.dtype, table._version) if cacheable else None
         if cacheable and key in self._bias_cache:
             return self._bias_cache[key]
-        bias = resize_bias_table(table, (height, width))[:, relative_offset_index(height, width, table.device)]
+        bias = grid_attention_bias(table, height, width)
         if cacheable:
             self._bias_cache.clear()
             self._bias_cache[key] = bias
@@ -143,11 +168,12 @@ class FFN(nn.Module):
 
     conv_act_pairs = (("pw1", "act"),)  # fused into one call by lsnet.deploy.fuse
 
-    def __init__(self, dim: int, hidden_dim: int):
+    def __init__(self, dim: int, hidden_dim: int, device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
-        self.pw1 = ConvBN(dim, hidden_dim)
+        self.pw1 = ConvBN(dim, hidden_dim, **dd)
         self.act = nn.ReLU()
-        self.pw2 = ConvBN(hidden_dim, dim, bn_weight_init=0.0)
+        self.pw2 = ConvBN(hidden_dim, dim, bn_weight_init=0.0, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pw2(self.act(self.pw1(x)))
@@ -174,20 +200,23 @@ class LSBlock(nn.Module):
         kernel_groups: int = 8,
         mlp_ratio: float = 2.0,
         drop_path: float = 0.0,
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if mixer == "repdw":
-            self.mixer = RepVGGDW(dim, drop_path)
-            self.se = SEModule(dim, rd_ratio=0.25)
+            self.mixer = RepVGGDW(dim, drop_path, **dd)
+            self.se = SEModule(dim, rd_ratio=0.25, **dd)
         elif mixer == "ls":
-            self.mixer = LSConv(dim, lkp_kernel_size, ska_kernel_size, kernel_groups, drop_path)
+            self.mixer = LSConv(dim, lkp_kernel_size, ska_kernel_size, kernel_groups, drop_path, **dd)
             self.se = nn.Identity()
         elif mixer == "attn":
-            self.mixer = Attention(dim, key_dim, num_heads, dim / (key_dim * num_heads), resolution, drop_path)
+            self.mixer = Attention(dim, key_dim, num_heads, dim / (key_dim * num_heads), resolution, drop_path, **dd)
             self.se = nn.Identity()
         else:
             raise ValueError(f"LSBlock: mixer must be one of {MIXERS}; got {mixer!r}")
-        self.ffn = FFN(dim, int(dim * mlp_ratio))
+        self.ffn = FFN(dim, int(dim * mlp_ratio), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,15 +238,19 @@ class LSNetStage(nn.Module):
         mixer: str,
         downsample: bool,
         drop_path: list[float],
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
         **block_kwargs,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if downsample:
-            self.downsample = nn.Sequential(ConvBN(in_chs, in_chs, 3, 2, groups=in_chs), ConvBN(in_chs, out_chs))
+            self.downsample = nn.Sequential(
+                ConvBN(in_chs, in_chs, 3, 2, groups=in_chs, **dd), ConvBN(in_chs, out_chs, **dd))
         else:
             self.downsample = nn.Identity()
         self.blocks = nn.Sequential(*[
-            LSBlock(out_chs, "repdw" if i % 2 == 0 else mixer, drop_path=drop_path[i], **block_kwargs)
+            LSBlock(out_chs, "repdw" if i % 2 == 0 else mixer, drop_path=drop_path[i], **dd, **block_kwargs)
             for i in range(depth)
         ])
         self.grad_checkpointing = False
@@ -261,7 +294,10 @@ class LSNet(nn.Module):
         mlp_ratio: float = 2.0,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         self.conv_act_pairs = (("stem.0", "stem.1"), ("stem.2", "stem.3"))  # for lsnet.deploy.fuse
         if not len(embed_dim) == len(depth) == len(num_heads) == len(mixers):
@@ -282,12 +318,12 @@ class LSNet(nn.Module):
 
         stem_chs = embed_dim[0]
         self.stem = nn.Sequential(
-            ConvBN(in_chans, stem_chs // 4, 3, 2), nn.ReLU(),
-            ConvBN(stem_chs // 4, stem_chs // 2, 3, 2), nn.ReLU(),
-            ConvBN(stem_chs // 2, stem_chs, 3, 2),
+            ConvBN(in_chans, stem_chs // 4, 3, 2, **dd), nn.ReLU(),
+            ConvBN(stem_chs // 4, stem_chs // 2, 3, 2, **dd), nn.ReLU(),
+            ConvBN(stem_chs // 2, stem_chs, 3, 2, **dd),
         )
         resolution = img_size // STEM_STRIDE
-        rates = torch.linspace(0, drop_path_rate, sum(depth)).tolist()
+        rates = drop_path_rates(drop_path_rate, depth)
         stages, self.feature_info = [], []
         in_chs, reduction = stem_chs, STEM_STRIDE
         for i, (out_chs, stage_depth) in enumerate(zip(embed_dim, depth)):
@@ -296,18 +332,18 @@ class LSNet(nn.Module):
                 reduction *= 2
             stages.append(LSNetStage(
                 in_chs, out_chs, stage_depth, mixers[i], downsample=i > 0,
-                drop_path=rates[sum(depth[:i]):sum(depth[:i + 1])], key_dim=key_dim, num_heads=num_heads[i],
+                drop_path=rates[i], key_dim=key_dim, num_heads=num_heads[i],
                 resolution=resolution, lkp_kernel_size=lkp_kernel_size, ska_kernel_size=ska_kernel_size,
-                kernel_groups=kernel_groups, mlp_ratio=mlp_ratio,
+                kernel_groups=kernel_groups, mlp_ratio=mlp_ratio, **dd,
             ))
             self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"stages.{i}"))
             in_chs = out_chs
         self.stages = nn.Sequential(*stages)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = BNLinear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = BNLinear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.head_dist = None
         if distilled:
-            self.head_dist = BNLinear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+            self.head_dist = BNLinear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     # ----------------------------------------------------------------------------------------------- timm API
     @torch.jit.ignore
@@ -345,14 +381,17 @@ class LSNet(nn.Module):
             if global_pool not in ("avg", ""):
                 raise ValueError(f"LSNet: global_pool must be 'avg' or ''; got {global_pool!r}")
             self.global_pool = global_pool
-        device = self.stem[0].conv.weight.device
-        make = lambda: BNLinear(self.num_features, num_classes).to(device) if num_classes > 0 else nn.Identity()
+        dd = dict(device=self.stem[0].conv.weight.device, dtype=self.stem[0].conv.weight.dtype)
+        make = lambda: BNLinear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.head = make()
         if self.distilled:
             self.head_dist = make()
 
     # ----------------------------------------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
+        """Clear errors for wrong inputs; skipped under torch.fx tracing (shapes are proxies there)."""
+        if fx_tracing():
+            return
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"LSNet expects a torch.Tensor (B, {self.in_chans}, H, W); got {type(x).__name__}")
         if x.dim() != 4:
@@ -378,7 +417,8 @@ class LSNet(nn.Module):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs (stride 8, 16, 32, 64) selected by `indices` (last n if int, all if None)."""
-        self._check_input(x)
+        if not torch.jit.is_scripting():
+            self._check_input(x)
         return stage_intermediates(x, self.stem, self.stages, indices, stop_early, intermediates_only, output_fmt,
                                    "LSNet")
 
@@ -396,7 +436,8 @@ class LSNet(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        if not torch.jit.is_scripting():
+            self._check_input(x)
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
@@ -470,6 +511,8 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: LSNet) -> d
 
 # --------------------------------------------------------------------------------------------- configs
 def _cfg(hf_hub_id: str = "", distilled: bool = False, **kwargs) -> dict:
+    """timm pretrained cfg. `license`: THU-MIG/lsnet ships no LICENSE file and its README names none, so the
+    terms of the official weights are not established ("unknown")."""
     return {
         "hf_hub_id": hf_hub_id,
         "num_classes": 1000,
@@ -482,7 +525,7 @@ def _cfg(hf_hub_id: str = "", distilled: bool = False, **kwargs) -> dict:
         "std": IMAGENET_DEFAULT_STD,
         "first_conv": "stem.0.conv",
         "classifier": ("head.fc", "head_dist.fc") if distilled else "head.fc",
-        "license": "mit",
+        "license": "unknown",
         "paper_ids": "arXiv:2503.23135",
         "paper_name": "LSNet: See Large, Focus Small",
         "origin_url": "https://github.com/jameslahm/lsnet",

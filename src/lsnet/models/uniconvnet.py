@@ -13,26 +13,45 @@ any value, head dropout (`drop_rate`), and loading of official checkpoint files 
     model = timm.create_model('uniconvnet_t', pretrained=True,
                               pretrained_cfg_overlay=dict(file='uniconvnet_t_1k_224_ema.pth'))
 """
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from functools import partial
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, LayerNorm2d, Mlp, NormMlpClassifierHead, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, NormMlpClassifierHead, trunc_normal_
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torch import nn
 
+from ..layers._fx import fx_tracing
 from ..layers.dcnv3 import DCNv3
 from ..layers.rfa import ReceptiveFieldAggregator
 from ._builder import build_model
 from ._features import stage_intermediates
+from ._helpers import drop_path_rates
 
 __all__ = ["UniConvNet", "UniConvNetBlock", "UniConvNetStage", "checkpoint_filter_fn"]
+
+_Device = torch.device | str | None
+
+
+class ChannelMlp(nn.Module):
+    """Linear(dim, hidden) -> GELU -> Linear(hidden, dim) over the last dim (state-dict keys fc1 / fc2 as timm's Mlp).
+
+    Not timm's `Mlp`: its Identity `norm` child (qualified name `...mlp.norm`) collides with the block's
+    `mlp_norm` in torchvision's FX node naming, which breaks `create_feature_extractor`.
+    """
+
+    def __init__(self, dim: int, hidden: int, device: _Device = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, device=device, dtype=dtype)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class UniConvNetBlock(nn.Module):
@@ -46,18 +65,20 @@ class UniConvNetBlock(nn.Module):
     """
 
     def __init__(self, dim: int, dcn_group_width: int = 16, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 layer_scale_init_value: float = 1e-6, kernel_sizes: Sequence[int] = (7, 9, 11)):
+                 layer_scale_init_value: float = 1e-6, kernel_sizes: Sequence[int] = (7, 9, 11),
+                 device: _Device = None, dtype: torch.dtype | None = None):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if dim % dcn_group_width:
             raise ValueError(f"UniConvNetBlock: dim ({dim}) must be a multiple of dcn_group_width ({dcn_group_width})")
-        self.rfa = ReceptiveFieldAggregator(dim, kernel_sizes)
-        self.rfa_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
-        self.dcn_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.dcn = DCNv3(dim, group=dim // dcn_group_width, kernel_size=3)
-        self.dcn_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
-        self.mlp_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
-        self.mlp_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value)))
+        self.rfa = ReceptiveFieldAggregator(dim, kernel_sizes, **dd)
+        self.rfa_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value), **dd))
+        self.dcn_norm = nn.LayerNorm(dim, eps=1e-6, **dd)
+        self.dcn = DCNv3(dim, group=dim // dcn_group_width, kernel_size=3, **dd)
+        self.dcn_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value), **dd))
+        self.mlp_norm = nn.LayerNorm(dim, eps=1e-6, **dd)
+        self.mlp = ChannelMlp(dim, int(dim * mlp_ratio), **dd)
+        self.mlp_scale = nn.Parameter(torch.full((dim,), float(layer_scale_init_value), **dd))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,17 +93,19 @@ class UniConvNetStage(nn.Module):
     """Optional downsampler (LayerNorm2d -> Conv 3x3 stride 2, in_chs -> out_chs) followed by `depth` blocks."""
 
     def __init__(self, in_chs: int, out_chs: int, depth: int, downsample: bool = True,
-                 drop_path_rates: Sequence[float] | None = None, **block_kwargs):
+                 drop_path_rates: Sequence[float] | None = None, device: _Device = None,
+                 dtype: torch.dtype | None = None, **block_kwargs):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if downsample:
-            self.downsample = nn.Sequential(LayerNorm2d(in_chs, eps=1e-6),
-                                            nn.Conv2d(in_chs, out_chs, 3, stride=2, padding=1))
+            self.downsample = nn.Sequential(LayerNorm2d(in_chs, eps=1e-6, **dd),
+                                            nn.Conv2d(in_chs, out_chs, 3, stride=2, padding=1, **dd))
         elif in_chs != out_chs:
             raise ValueError(f"UniConvNetStage: without downsampling in_chs ({in_chs}) must equal out_chs ({out_chs})")
         else:
             self.downsample = nn.Identity()
         drop_path_rates = list(drop_path_rates) if drop_path_rates is not None else [0.0] * depth
-        self.blocks = nn.Sequential(*[UniConvNetBlock(out_chs, drop_path=rate, **block_kwargs)
+        self.blocks = nn.Sequential(*[UniConvNetBlock(out_chs, drop_path=rate, **dd, **block_kwargs)
                                       for rate in drop_path_rates])
         self.grad_checkpointing = False
 
@@ -123,7 +146,10 @@ class UniConvNet(nn.Module):
         layer_scale_init_value: float = 1e-6,
         head_init_scale: float = 1.0,
         global_pool: str = "avg",
+        device: _Device = None,
+        dtype: torch.dtype | None = None,
     ):
+        dd = dict(device=device, dtype=dtype)
         super().__init__()
         if len(dims) != 4 or len(depths) != 4:
             raise ValueError(f"UniConvNet: dims and depths need 4 entries; got dims={dims}, depths={depths}")
@@ -135,29 +161,27 @@ class UniConvNet(nn.Module):
         self.num_features = self.head_hidden_size = dims[-1]
 
         self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, dims[0] // 2, 3, stride=2, padding=1),
-            LayerNorm2d(dims[0] // 2, eps=1e-6),
+            nn.Conv2d(in_chans, dims[0] // 2, 3, stride=2, padding=1, **dd),
+            LayerNorm2d(dims[0] // 2, eps=1e-6, **dd),
             nn.GELU(),
-            nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1),
-            LayerNorm2d(dims[0], eps=1e-6),
+            nn.Conv2d(dims[0] // 2, dims[0], 3, stride=2, padding=1, **dd),
+            LayerNorm2d(dims[0], eps=1e-6, **dd),
         )
-        total = sum(depths)
-        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linear 0 -> drop_path_rate
-        stages, self.feature_info, start, reduction = [], [], 0, 4
+        rates = drop_path_rates(drop_path_rate, depths)
+        stages, self.feature_info, reduction = [], [], 4
         for i, (dim, depth) in enumerate(zip(dims, depths)):
             if i > 0:
                 reduction *= 2
             stages.append(UniConvNetStage(
-                dims[max(i - 1, 0)], dim, depth, downsample=i > 0, drop_path_rates=rates[start:start + depth],
+                dims[max(i - 1, 0)], dim, depth, downsample=i > 0, drop_path_rates=rates[i],
                 dcn_group_width=dcn_group_width, mlp_ratio=mlp_ratio, layer_scale_init_value=layer_scale_init_value,
-                kernel_sizes=kernel_sizes,
+                kernel_sizes=kernel_sizes, **dd,
             ))
-            start += depth
             self.feature_info.append(dict(num_chs=dim, reduction=reduction, module=f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         # pool -> LayerNorm over channels (LayerNorm2d on the pooled (B, C, 1, 1) map) -> dropout -> Linear
         self.head = NormMlpClassifierHead(dims[-1], num_classes, pool_type=global_pool, drop_rate=drop_rate,
-                                          norm_layer=partial(LayerNorm2d, eps=1e-6))
+                                          norm_layer=partial(LayerNorm2d, eps=1e-6), **dd)
         self._init_weights(head_init_scale)
 
     @torch.no_grad()
@@ -216,7 +240,8 @@ class UniConvNet(nn.Module):
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs at `indices` (int: last n; None: all). There is no per-stage norm, so `norm` is a no-op."""
-        self._check_input(x)
+        if not torch.jit.is_scripting():
+            self._check_input(x)
         return stage_intermediates(x, self.stem, self.stages, indices, stop_early, intermediates_only, output_fmt,
                                    "UniConvNet")
 
@@ -235,11 +260,15 @@ class UniConvNet(nn.Module):
         return take_indices
 
     def _check_input(self, x: torch.Tensor) -> None:
+        """A clear error for a wrong input; skipped under torch.fx tracing (shapes are proxies there)."""
+        if fx_tracing():
+            return
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"UniConvNet: expected input (B, {self.in_chans}, H, W); got {tuple(x.shape)}")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        if not torch.jit.is_scripting():
+            self._check_input(x)
         return self.stages(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -318,6 +347,7 @@ _WEIGHTS = "https://huggingface.co/ai-modelwithcode/UniConvNet/resolve/main/"
 
 
 def _cfg(weights: str = "", **kwargs) -> dict:
+    """timm pretrained cfg; `license` is that of the official code and weights (ai-paperwithcode/UniConvNet: MIT)."""
     notes = (f"official weights (not fetched automatically): {_WEIGHTS}{weights}; load the downloaded file with "
              "pretrained_cfg_overlay=dict(file=PATH)",) if weights else None
     return {
