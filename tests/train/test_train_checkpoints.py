@@ -34,7 +34,7 @@ def test_eval_an_official_checkpoint(official_file, folder_dir, tmp_path, capsys
     assert "classifier has 1000 classes but lsnet_t (LSNet) has 3" in capsys.readouterr().err
     assert main([*flags, "--num-classes", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "lsnet_t on folder val: top-1" in out and "24 images" in out
+    assert "lsnet_t on folder test split (test): test top-1" in out and "12 images" in out
 
 
 def test_train_from_an_official_checkpoint_starts_from_its_weights(official_file, fmnist_dir, tmp_path, monkeypatch,
