@@ -16,26 +16,24 @@ from pathlib import Path
 _SOURCE_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (sizes, batches, rounds, threads)."""
+def _integer(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, batches, rounds, threads)."""
+    return _integer(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0 (e.g. --num-classes, where 0 means no classifier)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _integer(text, 0, "an integer >= 0")
 
 
 def positive_float(text: str) -> float:
