@@ -1,6 +1,8 @@
 """Data-loader construction shared by training, evaluation and distillation (models: `lsnet.checkpoints`)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -21,8 +23,10 @@ class ShardSampler(Sampler[int]):
 
 
 def create_loader(dataset, *, batch_size: int, sampler: Sampler, workers: int, drop_last: bool = False,
-                  pin_memory: bool = False, generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader yielding (images, targets, n_skipped); see `lsnet.data.collate_skip`."""
+                  pin_memory: bool = False, generator: torch.Generator | None = None,
+                  collate_fn: Callable = collate_skip) -> DataLoader:
+    """A DataLoader whose batches are what `collate_fn` makes (default: (images, targets, n_skipped), see
+    `lsnet.data.collate_skip`)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=drop_last,
-                      pin_memory=pin_memory, collate_fn=collate_skip, generator=generator,
+                      pin_memory=pin_memory, collate_fn=collate_fn, generator=generator,
                       persistent_workers=False, multiprocessing_context="fork" if workers > 0 else None)

@@ -19,12 +19,14 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .tasks import TASKS
 
 _GROUPS: dict[str, str] = {
-    "data": "data", "aug": "augmentation and regularization", "model": "model", "opt": "optimizer",
+    "task": "task", "data": "data", "aug": "augmentation and regularization", "model": "model", "opt": "optimizer",
     "sched": "learning-rate schedule", "ema": "model EMA", "distill": "knowledge distillation",
-    "run": "run, checkpoints and hardware",
+    "detection": "detection (--task detection)", "run": "run, checkpoints and hardware",
 }
+DETECTORS = ("retinanet", "faster_rcnn", "mask_rcnn")  # lsnet.detection.DETECTORS, without importing torchvision
 
 
 def _f(default, group: str, help: str, type=None, choices=None, nargs=None, metavar=None):  # noqa: A002
@@ -43,6 +45,10 @@ def type_copy(value):
 class TrainConfig:
     """Every setting of a training run. Field names are the YAML keys; flags are the same in kebab-case."""
 
+    # task
+    task: str = _f("classification", "task", "what the run trains: 'classification' (a timm model on an image "
+                   "classification set) or 'detection' (a torchvision detector with a timm backbone on a COCO-format "
+                   "set)", choices=TASKS)
     # data
     dataset: str = _f("fashion-mnist", "data",
                       "'fashion-mnist' (IDX files) or 'folder' (ImageFolder tree at --data-dir)")
@@ -117,6 +123,11 @@ class TrainConfig:
     warmup_lr: float = _f(1e-6, "sched", "learning rate at the start of warm-up", type=float)
     min_lr: float = _f(1e-5, "sched", "final learning rate", type=float)
     cooldown_epochs: int = _f(0, "sched", "epochs at min-lr after the schedule", type=int)
+    warmup_updates: int | None = _f(None, "sched", "linear warm-up over this many optimizer updates instead of "
+                                    "--warmup-epochs (needs --sched-on-updates)", type=int)
+    decay_milestones: list = _f([8, 11], "sched", "epochs at which --sched multistep multiplies the lr by "
+                                "--decay-rate", type=int, nargs="+")
+    decay_rate: float = _f(0.1, "sched", "lr factor of --sched step / multistep", type=float)
     sched_on_updates: bool = _f(True, "sched", "update the learning rate every step (else every epoch)")
     # model EMA
     model_ema: bool = _f(False, "ema", "keep an exponential moving average of the weights; it is the evaluated and "
@@ -132,6 +143,21 @@ class TrainConfig:
                                         "without it the name's pretrained weights are used", type=str)
     distillation_alpha: float = _f(0.5, "distill", "weight of the distillation term", type=float)
     distillation_tau: float = _f(1.0, "distill", "soft-distillation temperature", type=float)
+    # detection
+    detector: str = _f("retinanet", "detection", "torchvision detector around the --model backbone",
+                       choices=DETECTORS)
+    min_size: int = _f(800, "detection", "shorter image side the detector resizes to (torchvision "
+                       "GeneralizedRCNNTransform)", type=int)
+    max_size: int = _f(1333, "detection", "longest image side the detector resizes to at most", type=int)
+    freeze_bn: bool = _f(True, "detection", "keep the backbone's BatchNorm statistics and affine weights frozen, as "
+                         "the official LSNet detectors do")
+    backbone_checkpoint: str | None = _f(None, "detection", "classification weights for the backbone (any checkpoint "
+                                         "lsnet.checkpoints reads, e.g. a `lsnet train` best.pth or an official "
+                                         "file); --initial-checkpoint loads a whole detector instead", type=str)
+    scale_jitter: list | None = _f(None, "detection", "random rescale of training images by a factor in [MIN, MAX] "
+                                   "before the detector's resize", type=float, nargs=2)
+    detector_kwargs: dict = _f({}, "detection", "extra torchvision detector arguments, KEY=VALUE (YAML values), "
+                               "e.g. detections_per_img=100", nargs="*", metavar="KEY=VALUE")
     # run
     batch_size: int = _f(128, "run", "batch size per process", type=int)
     eval_batch_size: int | None = _f(None, "run", "evaluation batch size (default: 2x batch size)", type=int)
@@ -176,6 +202,17 @@ class TrainConfig:
             at_least(name, 1)
         for name in ("warmup_epochs", "cooldown_epochs", "workers", "eval_every"):
             at_least(name, 0)
+        for name in ("min_size", "max_size"):
+            at_least(name, 32)
+        at_least("warmup_updates", 0, optional=True)
+        check(self.max_size >= self.min_size, f"--max-size {self.max_size} is smaller than --min-size "
+              f"{self.min_size}; pass --max-size >= --min-size")
+        check(self.warmup_updates is None or self.sched_on_updates,
+              "--warmup-updates needs --sched-on-updates (the schedule steps per update)")
+        check(self.scale_jitter is None or 0 < self.scale_jitter[0] <= self.scale_jitter[1],
+              f"--scale-jitter needs 0 < MIN <= MAX; got {self.scale_jitter}")
+        check(list(self.decay_milestones) == sorted(self.decay_milestones),
+              f"--decay-milestones must be increasing epochs; got {self.decay_milestones}")
         for name in ("eval_batch_size", "threads", "num_classes", "train_subset", "val_subset", "test_subset"):
             at_least(name, 1, optional=True)
         at_least("val_size", 0, optional=True)
@@ -189,6 +226,9 @@ class TrainConfig:
         in_range("layer_decay", 0.01, 1, optional=True)
         check(0 < self.scale[0] <= self.scale[1] <= 1, f"--scale needs 0 < MIN <= MAX <= 1; got {self.scale}")
         check(0 < self.ratio[0] <= self.ratio[1], f"--ratio needs 0 < MIN <= MAX; got {self.ratio}")
+        check(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}; got {self.task!r}")
+        check(self.detector in DETECTORS, f"--detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
+        check(self.decay_rate > 0, f"--decay-rate must be > 0; got {self.decay_rate}")
         check(self.clip_grad is None or self.clip_grad > 0, f"--clip-grad must be > 0 (or unset); got {self.clip_grad}")
         in_range("distillation_alpha", 0, 1)
         check(self.distillation_tau > 0, f"--distillation-tau must be > 0; got {self.distillation_tau}")
@@ -306,7 +346,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default = getattr(defaults, f.name)
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS)
         help_text = meta["help"] + (f" (default: {default})" if default not in (None, [], {}) else "")
-        if f.name == "model_kwargs":
+        if f.name in ("model_kwargs", "detector_kwargs"):
             kwargs.update(type=_parse_kv, nargs="*", metavar=meta["metavar"])
         elif isinstance(default, bool) or f.type in ("bool", "bool | None"):
             kwargs.update(action=argparse.BooleanOptionalAction)
@@ -325,8 +365,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults < resumed checkpoint's config < preset (--config) < flags given on the command line."""
     given = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
-    if "model_kwargs" in given:
-        given["model_kwargs"] = dict(given["model_kwargs"] or [])
+    for name in ("model_kwargs", "detector_kwargs"):
+        if name in given:
+            given[name] = dict(given[name] or [])
     values: dict[str, Any] = {}
     if given.get("resume"):
         from ..checkpoints import read_checkpoint_config  # memory-mapped: the tensors are read once, by the Trainer

@@ -1,16 +1,19 @@
-"""The training loop, built on timm's data, optimizer, scheduler, loss, EMA and clipping utilities.
+"""The one training loop, for every task, built on timm's optimizer, scheduler, EMA and clipping utilities.
 
     from lsnet.train import train
     result = train("fashion_mnist_cpu", epochs=2)          # a preset name, a dict, or a TrainConfig (+ overrides)
     print(result.final.top1, result.run_dir)
 
-Model selection is honest: every epoch is scored on the validation split (a data set's own, or training images
-held out with the seed, see `lsnet.data.split_arguments`), best.pth is the best val top-1, and the test split is
-evaluated once, at the end, with best.pth's weights.
+What differs between tasks (classification, detection) is a `lsnet.train.tasks.Task`: the model, the data, one
+step's loss, the evaluation and its selection metric, the report. Everything else is here, once.
 
-One run folder per run: config.yaml, metrics.jsonl, last.pth (resume), best.pth + best.safetensors, eval.json,
-curves.png, confusion_matrix.png, report.md. Under torchrun every rank trains a shard (DistributedDataParallel);
-rank 0 alone logs and writes files.
+Model selection is honest: every epoch is scored on the validation split (a data set's own, or training images
+held out with the seed, see `lsnet.data.split_arguments`), best.pth is the best val score of the task's metric
+(top-1, bbox AP), and the test split is evaluated once, at the end, with best.pth's weights.
+
+One run folder per run: config.yaml, metrics.jsonl, last.pth (resume), best.pth + best.safetensors, eval.json, the
+task's plots and report.md. Under torchrun every rank trains a shard (DistributedDataParallel); rank 0 alone logs
+and writes files.
 """
 from __future__ import annotations
 
@@ -29,8 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoints import LAST, create_model, load_checkpoint, read_checkpoint, resolve_path
-from ..data import HeldOut, channel_stats, create_dataset, create_transform, dataset_info, split_arguments
+from ..checkpoints import LAST, load_checkpoint, read_checkpoint, resolve_path
 from . import checkpoint as ckpt
 from .builders import ShardSampler, create_loader
 from .config import TrainConfig, save_config
@@ -44,15 +46,19 @@ from .distributed import (
     init_distributed,
 )
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingError
-from .evaluate import EvalResult, autocast_context, evaluate
+from .evaluate import autocast_context
+from .tasks import Task, get_task
 
 
 @dataclass
 class TrainResult:
+    """A finished run. Results are the task's (classification: `EvalResult`)."""
+
     run_dir: Path
-    final: EvalResult | None  # best.pth evaluated once on the test split (on val when there is no test split)
-    val: EvalResult | None  # the best epoch's validation result (None without validation, or when resumed after it)
-    best_val_top1: float | None  # val top-1 of best.pth (None without validation: best.pth is the last epoch)
+    final: Any  # best.pth evaluated once on the test split (on val when there is no test split)
+    val: Any  # the best epoch's validation result (None without validation, or when resumed after it)
+    metric: str  # the task's selection metric, e.g. "top1", "bbox_AP"
+    best_val_metric: float | None  # its val score of best.pth (None without validation: best.pth is the last epoch)
     best_epoch: int
     epochs_done: int
     train_images_per_sec: float
@@ -61,6 +67,11 @@ class TrainResult:
     model: nn.Module  # the trained network (unwrapped from DDP)
     eval_model: nn.Module  # what was evaluated and exported: `model`, or the EMA copy
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def best_val_top1(self) -> float | None:
+        """Classification's best_val_metric."""
+        return self.best_val_metric if self.metric == "top1" else None
 
 
 def train(config: TrainConfig | dict | str | None = None, **overrides) -> TrainResult:
@@ -152,23 +163,9 @@ class Trainer:
         torch.manual_seed(seed)
 
         # ---- data set facts fill the "auto" settings, so config.yaml records what actually ran
-        self.info = info = dataset_info(cfg.dataset, cfg.data_dir, cfg.train_split)
-        cfg.dataset = info.name
-        cfg.in_chans = cfg.in_chans or info.in_chans
-        cfg.num_classes = cfg.num_classes or info.num_classes
-        if cfg.num_classes < info.num_classes:
-            raise ConfigError(f"--num-classes {cfg.num_classes} is fewer than the {info.num_classes} classes of "
-                              f"{info.name}; drop --num-classes (default: the data set's) or pass at least "
-                              f"{info.num_classes}")
-        cfg.mean = list(channel_stats(cfg.mean or info.mean, cfg.in_chans))
-        cfg.std = list(channel_stats(cfg.std or info.std, cfg.in_chans))
-        cfg.val_split = cfg.val_split or info.val_split
-        cfg.test_split = cfg.test_split or info.test_split or "none"
-        if cfg.val_size == 0 and not cfg.val_split and cfg.test_split == "none":
-            raise ConfigError(f"{info.name} has no validation or test split and --val-size is 0: nothing would "
-                              "evaluate the model; hold out training images with --val-size N (or drop the flag)")
+        self.task: Task = get_task(cfg.task)(cfg, dist_state)
+        self.task.resolve()
         cfg.eval_batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
-        self.classes = info.classes
         self.global_batch = cfg.batch_size * dist_state.world_size
         self.lr = cfg.lr if cfg.lr is not None else cfg.lr_base * self.global_batch / cfg.lr_base_size
         self.amp_dtype = getattr(torch, cfg.amp_dtype) if (cfg.amp if cfg.amp is not None
@@ -180,7 +177,7 @@ class Trainer:
             self.run_dir = self.resume_path.parent
         else:
             self.resume_path = None
-            name = cfg.experiment or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}-{info.name}"
+            name = cfg.experiment or f"{time.strftime('%Y%m%d-%H%M%S')}-{self.task.run_name()}"
             self.run_dir = Path(cfg.output) / broadcast_object(name, dist_state)
             if (self.run_dir / LAST).exists():
                 raise ConfigError(f"{str(self.run_dir)!r} already holds a run; continue it with --resume {self.run_dir}"
@@ -190,10 +187,6 @@ class Trainer:
         # ---- model first: a wrong --model fails before any data is read
         self.model = self._build_model()
         self.num_params = sum(p.numel() for p in self.model.parameters())
-        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
-        if self.has_batchnorm and cfg.batch_size < 2:
-            raise ConfigError(f"--batch-size {cfg.batch_size}: {cfg.model} has BatchNorm, which needs at least 2 "
-                              "images per training batch; use --batch-size 2 or more")
 
         # ---- data
         self.train_loader, self.val_loader, self.test_loader, self.sampler = self._build_data()
@@ -204,9 +197,10 @@ class Trainer:
 
         # ---- optimizer, schedule, loss
         self._build_optimization()
-        self.start_epoch, self.best_val_top1, self.best_epoch, self.history = 0, None, 0, []
-        self.best_val: EvalResult | None = None  # the best epoch's validation result
+        self.start_epoch, self.best_val_metric, self.best_epoch, self.history = 0, None, 0, []
+        self.best_val = None  # the best epoch's validation result (the task's result type)
         self.best_state: dict[str, torch.Tensor] | None = None  # its weights (of eval_model), on the CPU
+        self.loss_parts: dict[str, torch.Tensor] = {}  # the last step's named losses (see `_loss`)
         self.counters = {"wall_seconds": 0.0, "train_seconds": 0.0, "train_images": 0, "skipped_images": 0}
         rng_states = self._resume() if self.resume_path else None
         if self.dist.enabled:
@@ -216,38 +210,17 @@ class Trainer:
             self.ddp_model: nn.Module = DistributedDataParallel(self.model, device_ids=ids)
         else:
             self.ddp_model = self.model
-        self.criterion = self._build_criterion()
+        self.task.build_criterion()
         if rng_states is not None:  # last: everything above may draw random numbers
             self._restore_rng(rng_states)
 
     # ------------------------------------------------------------------------------------------------ building
     def _build_data(self):
-        cfg, dist_state = self.cfg, self.dist
-        train_tf = create_transform(
-            cfg.img_size, True, mean=cfg.mean, std=cfg.std, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
-            vflip=cfg.vflip, color_jitter=cfg.color_jitter, auto_augment=cfg.aa, re_prob=cfg.reprob,
-            re_mode=cfg.remode, re_count=cfg.recount, interpolation=cfg.train_interpolation)
-        eval_tf = create_transform(cfg.img_size, False, mean=cfg.mean, std=cfg.std, interpolation=cfg.interpolation,
-                                   crop_pct=cfg.crop_pct)
-        common = dict(data_dir=cfg.data_dir, in_chans=cfg.in_chans, download=cfg.download, strict=cfg.strict)
+        cfg, dist_state, task = self.cfg, self.dist, self.task
         first = self.main or not cfg.download  # with --download, rank 0 fetches while the others wait
         if not first:
             barrier(dist_state)
-
-        def splits(split: str) -> dict:
-            return split_arguments(split, self.info, val_split=cfg.val_split, test_split=cfg.test_split,
-                                   train_split=cfg.train_split, val_size=cfg.val_size, seed=cfg.seed)
-
-        train_set = create_dataset(cfg.dataset, transform=train_tf, subset=cfg.train_subset, **splits("train"),
-                                   **common)
-        held_out = train_set.val_size if isinstance(train_set, HeldOut) else 0
-        val_set = test_set = None
-        if cfg.val_split or held_out:
-            val_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.val_subset, **splits("val"), **common)
-        cfg.val_size = held_out  # resolved: what was held out (config.yaml, resume and `lsnet eval` use it)
-        if cfg.test_split != "none":
-            test_set = create_dataset(cfg.dataset, transform=eval_tf, subset=cfg.test_subset, **splits("test"),
-                                      **common)
+        train_set, val_set, test_set, self.val_source = task.build_datasets()
         if cfg.download and self.main:
             barrier(dist_state)
         if cfg.repeated_aug:
@@ -263,31 +236,23 @@ class Trainer:
         pin = self.device.type == "cuda"
         # the last incomplete training batch is dropped (as timm does): a batch of 1 cannot train BatchNorm
         train_loader = create_loader(train_set, batch_size=cfg.batch_size, sampler=sampler, workers=cfg.workers,
-                                     drop_last=True, pin_memory=pin, generator=torch.Generator())
+                                     drop_last=True, pin_memory=pin, generator=torch.Generator(),
+                                     collate_fn=task.collate)
 
         def eval_loader(data):
             if data is None:
                 return None
             return create_loader(data, batch_size=cfg.eval_batch_size, workers=cfg.workers, pin_memory=pin,
                                  sampler=ShardSampler(len(data), dist_state.rank, dist_state.world_size),
-                                 generator=torch.Generator())
+                                 generator=torch.Generator(), collate_fn=task.collate)
 
         self.num_train = len(train_set)
         self.num_val, self.num_test = (len(d) if d is not None else 0 for d in (val_set, test_set))
-        self.val_source = val_set.describe() if isinstance(val_set, HeldOut) else (
-            f"{cfg.val_split}/ folder" if cfg.val_split else "none")
         return train_loader, eval_loader(val_set), eval_loader(test_set), sampler
 
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
-        model = create_model(cfg.model, num_classes=cfg.num_classes, in_chans=cfg.in_chans, img_size=cfg.img_size,
-                             drop_path_rate=cfg.drop_path or None, drop_rate=cfg.drop or None,
-                             pretrained=cfg.pretrained, **(cfg.model_kwargs or {}))
-        if cfg.initial_checkpoint and not self.resume_path:
-            # any checkpoint file: classifier of another size re-initialised, stem adapted, bias tables resized
-            load_checkpoint(model, cfg.initial_checkpoint)
-        if cfg.distillation_type != "none" and hasattr(model, "set_distilled_training"):
-            model.set_distilled_training(True)  # training forward returns (cls, dist) logits
+        model = self.task.build_model(resume=self.resume_path is not None)
         if cfg.sync_bn:
             if self.device.type != "cuda":
                 warnings.warn("--sync-bn needs CUDA (NCCL); keeping plain BatchNorm on CPU", stacklevel=2)
@@ -311,39 +276,21 @@ class Trainer:
             opt_kwargs["betas"] = tuple(cfg.opt_betas)
         self.optimizer = create_optimizer_v2(self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay,
                                              momentum=cfg.momentum, layer_decay=cfg.layer_decay, **opt_kwargs)
+        # timm counts warm-up in epochs and multiplies by updates per epoch: a fraction gives warm-up in updates
+        warmup = cfg.warmup_epochs if cfg.warmup_updates is None else cfg.warmup_updates / self.updates_per_epoch
         self.scheduler, self.num_epochs = create_scheduler_v2(
-            self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs,
-            step_on_epochs=not cfg.sched_on_updates, updates_per_epoch=self.updates_per_epoch)
+            self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=warmup, warmup_lr=cfg.warmup_lr,
+            min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs, decay_milestones=list(cfg.decay_milestones),
+            decay_rate=cfg.decay_rate, step_on_epochs=not cfg.sched_on_updates,
+            updates_per_epoch=self.updates_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) \
             if cfg.model_ema else None
 
-    def _build_criterion(self) -> nn.Module:
-        from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-        cfg = self.cfg
-        self.mixup_fn = None
-        if cfg.mixup_active:
-            self.mixup_fn = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, cutmix_minmax=cfg.cutmix_minmax,
-                                  prob=cfg.mixup_prob, switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode,
-                                  label_smoothing=cfg.smoothing, num_classes=cfg.num_classes)
-            criterion: nn.Module = SoftTargetCrossEntropy()
-        elif cfg.smoothing > 0:
-            criterion = LabelSmoothingCrossEntropy(smoothing=cfg.smoothing)
-        else:
-            criterion = nn.CrossEntropyLoss()
-        if cfg.distillation_type == "none":
-            return criterion
-        from .distill import DistillationLoss, build_teacher
-
-        teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, num_classes=cfg.num_classes,
-                                in_chans=cfg.in_chans, device=self.device, img_size=cfg.img_size)
-        if cfg.channels_last:
-            teacher = teacher.to(memory_format=torch.channels_last)
-        return DistillationLoss(criterion, teacher, cfg.distillation_type, cfg.distillation_alpha,
-                                cfg.distillation_tau)
+    @property
+    def criterion(self) -> nn.Module | None:
+        """The task's loss module (classification: cross-entropy, soft targets or distillation)."""
+        return self.task.criterion
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _state(self, epoch: int, rng_states: list) -> dict[str, Any]:
@@ -354,7 +301,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": epoch,
-            "best_metric": self.best_val_top1,
+            "best_metric": self.best_val_metric,
             "best_epoch": self.best_epoch,
             "history": self.history,
             "counters": dict(self.counters),
@@ -388,7 +335,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"])
         best = state.get("best_metric")
-        self.best_val_top1, self.best_epoch = (None if best is None else float(best)), int(state.get("best_epoch", 0))
+        self.best_val_metric = None if best is None else float(best)
+        self.best_epoch = int(state.get("best_epoch", 0))
         self.history = list(state.get("history") or [])
         self.counters.update(state.get("counters") or {})
         if self.main:
@@ -433,10 +381,7 @@ class Trainer:
         self._write_metrics()
 
     def _export_metadata(self, epoch: int) -> dict[str, Any]:
-        cfg = self.cfg
-        keys = ("model", "num_classes", "in_chans", "img_size", "dataset", "data_dir", "train_split", "val_split",
-                "val_size", "test_split", "seed", "mean", "std", "interpolation", "crop_pct", "model_kwargs")
-        return {**{k: getattr(cfg, k) for k in keys}, "epoch": epoch, "val_top1": self.best_val_top1,
+        return {**self.task.export_metadata(), "epoch": epoch, f"val_{self.task.metric}": self.best_val_metric,
                 "ema": self.ema is not None}
 
     @property
@@ -444,10 +389,14 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     # ------------------------------------------------------------------------------------------------ training
-    def _loss(self, images: torch.Tensor, outputs, targets: torch.Tensor) -> torch.Tensor:
-        if self.cfg.distillation_type != "none":
-            return self.criterion(images, outputs, targets)
-        return self.criterion(outputs, targets)
+    def _loss(self, inputs, outputs, targets) -> torch.Tensor:
+        """The task's loss; named losses are summed, and kept (detached) in `loss_parts` for the log."""
+        losses = self.task.loss(inputs, outputs, targets)
+        if isinstance(losses, dict):
+            self.loss_parts = {name: value.detach() for name, value in losses.items()}
+            return sum(losses.values())
+        self.loss_parts = {}
+        return losses
 
     def _check_finite(self, loss_value: float, epoch: int, step: int) -> None:
         bad = 0.0 if math.isfinite(loss_value) else 1.0
@@ -478,29 +427,29 @@ class Trainer:
         num_updates = epoch * self.updates_per_epoch
         bar = tqdm(total=self.updates_per_epoch, desc=f"epoch {epoch + 1}/{self.num_epochs}", dynamic_ncols=True,
                    disable=cfg.quiet or not self.main, leave=False)
+        task = self.task
         loss_sum, images_seen, skipped = 0.0, 0, 0
+        part_sums: dict[str, float] = {}  # named losses (detection), images-weighted
         start = step_start = time.perf_counter()
-        for step, (images, targets, n_skipped) in enumerate(self.train_loader):
-            skipped += n_skipped
-            if images is not None and len(images) < 2 and self.has_batchnorm:
-                warnings.warn(f"epoch {epoch + 1}, step {step + 1}: dropped a training batch left with 1 readable "
-                              "image (BatchNorm needs 2)", stacklevel=2)
-                images = None
-            if images is None:
+        for step, raw_batch in enumerate(self.train_loader):
+            batch = task.unpack(raw_batch)
+            skipped += batch.skipped
+            if batch.inputs is not None and batch.size < task.min_batch:
+                warnings.warn(f"epoch {epoch + 1}, step {step + 1}: dropped a training batch left with {batch.size} "
+                              f"readable image (BatchNorm needs {task.min_batch})", stacklevel=2)
+                batch.inputs = None
+            if batch.inputs is None:
                 if self.dist.enabled:
-                    raise TrainingError("a training batch had fewer than 2 readable images; under torchrun every rank "
-                                        "must step, so remove the unreadable files")
+                    raise TrainingError(f"a training batch had fewer than {task.min_batch} readable images; under "
+                                        "torchrun every rank must step, so remove the unreadable files")
                 continue
-            images = images.to(self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
-            if self.mixup_fn is not None:
-                images, targets = self.mixup_fn(images, targets)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            inputs, targets = task.prepare(batch)
             with autocast_context(self.device, self.amp_dtype):
-                outputs = model(images)
-                loss = self._loss(images, outputs, targets)
-            loss_value = loss.item()  # the one host sync per step
+                outputs = task.forward(model, inputs, targets)
+                loss = self._loss(inputs, outputs, targets)
+            parts = [loss.detach(), *self.loss_parts.values()]
+            values = torch.stack([v.float() for v in parts]).tolist()  # the one host sync per step
+            loss_value = values[0]
             self._check_finite(loss_value, epoch, step)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -514,8 +463,10 @@ class Trainer:
                 self.ema.update(self.model, step=num_updates)
             if cfg.sched_on_updates:
                 self.scheduler.step_update(num_updates=num_updates)
-            loss_sum += loss_value * len(images)
-            images_seen += len(images)
+            loss_sum += loss_value * batch.size
+            images_seen += batch.size
+            for name, value in zip(self.loss_parts, values[1:]):
+                part_sums[name] = part_sums.get(name, 0.0) + value * batch.size
             if step % 10 == 0 or step + 1 == self.updates_per_epoch:
                 rate = images_seen * self.dist.world_size / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{loss_sum / images_seen:.4f}", lr=f"{self._current_lr():.2e}",
@@ -529,7 +480,8 @@ class Trainer:
         seconds = time.perf_counter() - start
         if not cfg.sched_on_updates:
             self.scheduler.step(epoch + 1)
-        totals = all_reduce_sum(torch.tensor([loss_sum, images_seen, skipped], dtype=torch.float64,
+        totals = all_reduce_sum(torch.tensor([loss_sum, images_seen, skipped, *part_sums.values()],
+                                             dtype=torch.float64,
                                              device=self.device if self.device.type == "cuda" else "cpu"),
                                 self.dist).cpu()
         images_total = int(totals[1])
@@ -538,18 +490,21 @@ class Trainer:
         self.counters["skipped_images"] += int(totals[2])
         if totals[2] and self.main:
             print(f"epoch {epoch + 1}: skipped {int(totals[2])} unreadable images", flush=True)
-        return {"train_loss": totals[0].item() / max(images_total, 1), "lr": self._current_lr(),
-                "train_images_per_sec": images_total / max(seconds, 1e-9), "train_seconds": seconds,
-                "skipped_images": int(totals[2])}
+        row = {"train_loss": totals[0].item() / max(images_total, 1), "lr": self._current_lr(),
+               "train_images_per_sec": images_total / max(seconds, 1e-9), "train_seconds": seconds,
+               "skipped_images": int(totals[2])}
+        if part_sums:
+            row["train_losses"] = {name: total / max(images_total, 1)
+                                   for name, total in zip(part_sums, totals[3:].tolist())}
+        return row
 
-    def _evaluate(self, model: nn.Module, loader, split: str) -> EvalResult:
-        return evaluate(model, loader, num_classes=self.cfg.num_classes, device=self.device, classes=self.classes,
-                        amp_dtype=self.amp_dtype, channels_last=self.cfg.channels_last, dist_state=self.dist,
-                        progress=not self.cfg.quiet and self.main, desc=split)
+    def _evaluate(self, model: nn.Module, loader, split: str):
+        return self.task.evaluate(model, loader, desc=split, amp_dtype=self.amp_dtype,
+                                  progress=not self.cfg.quiet and self.main)
 
-    def _keep_best(self, result: EvalResult | None, epoch: int) -> None:
+    def _keep_best(self, result, epoch: int) -> None:
         self.best_val, self.best_epoch = result, epoch
-        self.best_val_top1 = result.top1 if result is not None else None
+        self.best_val_metric = self.task.metric_value(result) if result is not None else None
         self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
 
     def _best_model(self) -> nn.Module:
@@ -571,8 +526,8 @@ class Trainer:
         if self.main:
             val = f"{self.num_val} val ({self.val_source})" if self.val_loader is not None else "no val"
             test = f"{self.num_test} {cfg.test_split}" if self.test_loader is not None else "no test"
-            print(f"{cfg.model} ({self.num_params / 1e6:.2f}M params) on {cfg.dataset}: {self.num_train} train / "
-                  f"{val} / {test} images at {cfg.in_chans}x{cfg.img_size}x{cfg.img_size}, "
+            print(f"{self.task.model_label()} ({self.num_params / 1e6:.2f}M params) on {cfg.dataset}: "
+                  f"{self.num_train} train / {val} / {test} images at {self.task.input_text()}, "
                   f"{self.num_epochs} epochs x {self.updates_per_epoch} steps, global batch {self.global_batch}, "
                   f"lr {self.lr:.3g}, {self.dist.world_size} process(es) on {self.device}; run folder {self.run_dir}",
                   flush=True)
@@ -582,17 +537,18 @@ class Trainer:
             result = None
             if self.val_loader is not None and (last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
                 result = self._evaluate(self.model, self.val_loader, "val")
-                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+                row.update(self.task.val_metrics(result))
                 if self.ema is not None:
                     result = self._evaluate(self.ema.module, self.val_loader, "val (EMA)")
-                    row.update(ema_val_loss=result.loss, ema_val_top1=result.top1, ema_val_top5=result.top5)
+                    row.update(self.task.val_metrics(result, prefix="ema_"))
             if self.val_loader is None:  # no validation: best.pth is the newest epoch
                 self._keep_best(None, epoch + 1)
-            elif result is not None and (self.best_val_top1 is None or result.top1 > self.best_val_top1):
+            elif result is not None and (self.best_val_metric is None
+                                         or self.task.metric_value(result) > self.best_val_metric):
                 self._keep_best(result, epoch + 1)
             self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
-            row.update(best_val_top1=self.best_val_top1, best_epoch=self.best_epoch,
-                       time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            row.update({f"best_val_{self.task.metric}": self.best_val_metric, "best_epoch": self.best_epoch,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
             self.history.append(row)
             self._save(epoch + 1, is_best=self.best_epoch == epoch + 1)
             if self.main:
@@ -602,7 +558,7 @@ class Trainer:
         self.counters["wall_seconds"] = wall_before + time.perf_counter() - segment_start
         return self._finish(final, split)
 
-    def _final_evaluation(self) -> tuple[EvalResult, str]:
+    def _final_evaluation(self) -> tuple[Any, str]:
         """best.pth's weights on the test split, once (or its validation result when there is no test split)."""
         if self.test_loader is not None:
             return self._evaluate(self._best_model(), self.test_loader, self.cfg.test_split), self.cfg.test_split
@@ -613,45 +569,40 @@ class Trainer:
     def _epoch_line(self, row: dict[str, Any]) -> str:
         text = (f"epoch {row['epoch']}/{self.num_epochs}  train loss {row['train_loss']:.4f}  lr {row['lr']:.2e}  "
                 f"{row['train_images_per_sec']:.0f} img/s  {row['train_seconds']:.0f}s")
-        if "val_top1" in row:
-            text += f"  | val loss {row['val_loss']:.4f}  val top-1 {row['val_top1']:.2f}%"
-        if "ema_val_top1" in row:
-            text += f"  EMA val top-1 {row['ema_val_top1']:.2f}%"
-        return text
+        if row.get("train_losses"):
+            text += " (" + ", ".join(f"{name} {value:.4f}" for name, value in row["train_losses"].items()) + ")"
+        return text + self.task.epoch_text(row)
 
     def _selection(self) -> str:
         """How best.pth was chosen, e.g. 'epoch 5, val top-1 91.20%'."""
-        if self.best_val_top1 is None:
+        if self.best_val_metric is None:
             return f"epoch {self.best_epoch}, the last: no validation split"
-        return f"epoch {self.best_epoch}, val top-1 {self.best_val_top1:.2f}%"
+        return f"epoch {self.best_epoch}, val {self.task.metric_label} {self.task.format_metric(self.best_val_metric)}"
 
-    def _finish(self, final: EvalResult, split: str) -> TrainResult:
+    def _finish(self, final, split: str) -> TrainResult:
         counters = self.counters
         images_per_sec = counters["train_images"] / max(counters["train_seconds"], 1e-9)
         report = None
+        best_key = f"best_val_{self.task.metric}"
         if self.main:
-            from .report import plot_confusion, plot_curves, write_report
-
-            final.extra.update(model=self.cfg.model, dataset=self.cfg.dataset, split=split, checkpoint=ckpt.BEST,
-                               best_epoch=self.best_epoch, best_val_top1=self.best_val_top1,
-                               val_source=self.val_source, ema=self.ema is not None)
+            final.extra.update({"model": self.task.model_label(), "dataset": self.cfg.dataset, "split": split,
+                                "checkpoint": ckpt.BEST, "best_epoch": self.best_epoch,
+                                best_key: self.best_val_metric, "val_source": self.val_source,
+                                "ema": self.ema is not None})
             (self.run_dir / "eval.json").write_text(json.dumps(final.to_dict(), indent=2))
-            plot_curves(self.history, self.run_dir / "curves.png")
-            plot_confusion(final.confusion, final.classes, self.run_dir / "confusion_matrix.png",
-                           title=f"{self.cfg.model} on {self.cfg.dataset} {split}: top-1 {final.top1:.2f}%")
             summary = dict(final_split=split, val_source=self.val_source, num_val=self.num_val,
-                           best_val_top1=self.best_val_top1, best_epoch=self.best_epoch, epochs_done=self.start_epoch,
+                           best_epoch=self.best_epoch, epochs_done=self.start_epoch,
                            train_images_per_sec=images_per_sec, wall_seconds=counters["wall_seconds"],
                            train_seconds=counters["train_seconds"], params=self.num_params,
                            world_size=self.dist.world_size, device=str(self.device),
-                           skipped_images=counters["skipped_images"], lr=self.lr, global_batch=self.global_batch)
-            report = write_report(self.run_dir, config=self.cfg.to_dict(), result=final, history=self.history,
-                                  summary=summary)
-            label = f"{split} top-1" if split != "val" else "val top-1 (no test split)"
-            print(f"{label} {final.top1:.2f}% (top-{final.topk} {final.top5:.2f}%) of best.pth ({self._selection()}) "
-                  f"| train {images_per_sec:.0f} img/s, eval {final.images_per_sec:.0f} img/s | wall "
+                           skipped_images=counters["skipped_images"], lr=self.lr, global_batch=self.global_batch,
+                           **{best_key: self.best_val_metric})
+            report = self.task.write_outputs(self.run_dir, final, split=split, history=self.history, summary=summary)
+            print(f"{self.task.result_text(final, split)} of best.pth ({self._selection()}) | train "
+                  f"{images_per_sec:.0f} img/s, eval {final.images_per_sec:.0f} img/s | wall "
                   f"{counters['wall_seconds'] / 60:.1f} min | report {report}", flush=True)
-        return TrainResult(run_dir=self.run_dir, final=final, val=self.best_val, best_val_top1=self.best_val_top1,
+        return TrainResult(run_dir=self.run_dir, final=final, val=self.best_val, metric=self.task.metric,
+                           best_val_metric=self.best_val_metric,
                            best_epoch=self.best_epoch, epochs_done=self.start_epoch,
                            train_images_per_sec=images_per_sec, wall_seconds=counters["wall_seconds"], report=report,
                            model=self.model, eval_model=self.eval_model, history=self.history)

@@ -1,0 +1,139 @@
+"""The task interface: what a kind of training run (classification, detection, ...) tells the one engine.
+
+The engine (`lsnet.train.engine.Trainer`) owns the loop and everything around it: threads, seeding, the run folder,
+optimizer, schedule, EMA, AMP, clipping, samplers and loaders, atomic checkpoints, exact resume, DDP, the NaN stop,
+progress bars, metrics.jsonl and the once-only test evaluation of best.pth. A task supplies what differs:
+
+    resolve()                  fill the config's "auto" settings from the data (classes, channels, splits, ...)
+    build_model(resume=)       the network on the CPU (initial weights loaded unless resuming)
+    build_datasets()           train / val / test sets, read through `collate`
+    build_criterion()          loss modules (called after the DDP wrap; may draw random numbers)
+    unpack(), prepare()        a loader batch -> Batch on the host -> model inputs and targets on the device
+    forward(), loss()          one training step: outputs, then a loss Tensor or a dict of named losses (the engine
+                               sums them and logs each)
+    evaluate()                 one pass over a loader -> a result (`extra`, `to_dict()`, `num_images`,
+                               `images_per_sec`) that holds the selection metric `metric` (higher is better)
+    val_metrics(), epoch_text(), result_text(), write_outputs(), export_metadata()
+                               the epoch row and line, the final line, report.md and plots, best.safetensors metadata
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+    from ..distributed import DistState
+
+
+@dataclass
+class Batch:
+    """One loader batch on the host: model inputs and targets (None when none of its samples was readable)."""
+
+    inputs: Any
+    targets: Any
+    size: int  # images in the batch
+    skipped: int = 0  # unreadable samples left out
+
+
+class Task(ABC):
+    """One kind of training run; one instance per process, built by the Trainer from the resolved config."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]  # the selection metric: `getattr(result, metric)`, row key f"val_{metric}"
+    metric_label: ClassVar[str]  # how lines and reports name it, e.g. "top-1", "bbox AP"
+    min_batch: int = 1  # training batches with fewer images are skipped (BatchNorm on pooled features needs 2)
+    criterion: nn.Module | None = None
+
+    def __init__(self, cfg: TrainConfig, dist_state: DistState):
+        self.cfg = cfg
+        self.dist = dist_state
+        self.device = dist_state.device
+        self.classes: tuple[str, ...] = ()
+
+    # ---- building
+    @abstractmethod
+    def resolve(self) -> None:
+        """Write the data set's facts into the config's unset ("auto") settings; raise ConfigError when they clash."""
+
+    def run_name(self) -> str:
+        """The run folder's name after its date and time."""
+        return f"{self.cfg.model}-{self.cfg.dataset}"
+
+    def model_label(self) -> str:
+        return self.cfg.model
+
+    @abstractmethod
+    def input_text(self) -> str:
+        """What the model sees, for the start line, e.g. '3x224x224'."""
+
+    @abstractmethod
+    def build_model(self, *, resume: bool) -> nn.Module:
+        """The network on the CPU; starting weights (--initial-checkpoint, ...) loaded unless `resume`."""
+
+    @abstractmethod
+    def build_datasets(self) -> tuple[Any, Any | None, Any | None, str]:
+        """(train, val or None, test or None, a description of where the val images come from)."""
+
+    @staticmethod
+    def collate(batch: list):
+        """The loaders' collate_fn."""
+        raise NotImplementedError
+
+    def build_criterion(self) -> None:  # noqa: B027 (optional: tasks whose model computes its loss need none)
+        """Set `self.criterion` (and whatever else the loss needs)."""
+
+    # ---- one training step
+    @abstractmethod
+    def unpack(self, batch) -> Batch:
+        """A loader batch (what `collate` returned) as a Batch, still on the host."""
+
+    @abstractmethod
+    def prepare(self, batch: Batch) -> tuple[Any, Any]:
+        """Model inputs and targets of a training batch, on `self.device` (training-time batch augmentation here)."""
+
+    def forward(self, model: nn.Module, inputs, targets):
+        return model(inputs)
+
+    @abstractmethod
+    def loss(self, inputs, outputs, targets) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The step's loss (a scalar), or named scalar losses whose sum is trained."""
+
+    # ---- evaluation and what the run shows
+    @abstractmethod
+    def evaluate(self, model: nn.Module, loader, *, desc: str, amp_dtype: torch.dtype | None, progress: bool):
+        """One pass over `loader`, summed over the ranks; the result holds `metric`."""
+
+    def metric_value(self, result) -> float:
+        return float(getattr(result, self.metric))
+
+    def format_metric(self, value: float) -> str:
+        return f"{value:.2f}"
+
+    @abstractmethod
+    def val_metrics(self, result, prefix: str = "") -> dict[str, Any]:
+        """The epoch row's entries of a validation result, keys f"{prefix}val_..." (prefix 'ema_' for the EMA)."""
+
+    @abstractmethod
+    def epoch_text(self, row: dict[str, Any]) -> str:
+        """The validation part of an epoch's log line ('' when the epoch was not evaluated)."""
+
+    @abstractmethod
+    def result_text(self, result, split: str) -> str:
+        """The final line's score of best.pth, e.g. 'test top-1 91.20% (top-5 99.80%)'."""
+
+    @abstractmethod
+    def write_outputs(self, run_dir: Path, result, *, split: str, history: list[dict[str, Any]],
+                      summary: dict[str, Any]) -> Path:
+        """Plots and report.md of a finished run (eval.json is the engine's); returns the report's path."""
+
+    def export_metadata(self) -> dict[str, Any]:
+        """Settings stored in best.safetensors beside the weights (what rebuilding and evaluating it needs)."""
+        keys = ("task", "model", "dataset", "data_dir", "train_split", "val_split", "test_split", "seed",
+                "model_kwargs")
+        return {k: getattr(self.cfg, k) for k in keys}
