@@ -11,9 +11,13 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from lsnet.train.tasks import TASKS
+
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="last.pth / best.pth / best.safetensors or a state dict")
+    parser.add_argument("--task", choices=TASKS, help="the checkpoint's task (default: the one its config names; "
+                        "classification for files without one)")
     group = parser.add_argument_group("overrides (default: the run's own settings)")
     group.add_argument("--model", help="timm model name (needed for checkpoints that do not record it)")
     group.add_argument("--dataset", help="'fashion-mnist' or 'folder'")
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from lsnet.train import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+        args.checkpoint, task=args.task, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
         img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes, batch_size=args.batch_size,
         workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device, amp=args.amp,
         use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,

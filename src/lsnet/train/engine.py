@@ -137,6 +137,23 @@ class _ThreadGuard:
         return True
 
 
+def create_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: int):
+    """timm's scheduler for `cfg` -> (scheduler, total epochs including cooldown).
+
+    --warmup-updates N becomes a warm-up of N / updates_per_epoch epochs (timm multiplies by updates per epoch), as
+    the detection recipes warm up over 500 iterations. --sched multistep multiplies the lr by --decay-rate at each of
+    --decay-milestones (epochs); timm applies a milestone m at update m * updates_per_epoch - 1, one update before
+    the epoch boundary.
+    """
+    from timm.scheduler import create_scheduler_v2
+
+    warmup = cfg.warmup_epochs if cfg.warmup_updates is None else cfg.warmup_updates / updates_per_epoch
+    return create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=warmup, warmup_lr=cfg.warmup_lr,
+        min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs, decay_milestones=list(cfg.decay_milestones),
+        decay_rate=cfg.decay_rate, step_on_epochs=not cfg.sched_on_updates, updates_per_epoch=updates_per_epoch)
+
+
 def _worker_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + rank) % (2**63)
 
@@ -265,7 +282,6 @@ class Trainer:
 
     def _build_optimization(self) -> None:
         from timm.optim import create_optimizer_v2
-        from timm.scheduler import create_scheduler_v2
         from timm.utils import ModelEmaV3
 
         cfg = self.cfg
@@ -276,13 +292,7 @@ class Trainer:
             opt_kwargs["betas"] = tuple(cfg.opt_betas)
         self.optimizer = create_optimizer_v2(self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay,
                                              momentum=cfg.momentum, layer_decay=cfg.layer_decay, **opt_kwargs)
-        # timm counts warm-up in epochs and multiplies by updates per epoch: a fraction gives warm-up in updates
-        warmup = cfg.warmup_epochs if cfg.warmup_updates is None else cfg.warmup_updates / self.updates_per_epoch
-        self.scheduler, self.num_epochs = create_scheduler_v2(
-            self.optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=warmup, warmup_lr=cfg.warmup_lr,
-            min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs, decay_milestones=list(cfg.decay_milestones),
-            decay_rate=cfg.decay_rate, step_on_epochs=not cfg.sched_on_updates,
-            updates_per_epoch=self.updates_per_epoch)
+        self.scheduler, self.num_epochs = create_scheduler(self.optimizer, cfg, self.updates_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) \
             if cfg.model_ema else None

@@ -131,13 +131,18 @@ def _reduce_device(state: DistState) -> torch.device:
     return state.device if state.device.type == "cuda" else torch.device("cpu")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dataset: str | None = None,
+def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, model: str | None = None,
+                        dataset: str | None = None,
                         data_dir: str | None = None, split: str | None = None, img_size: int | None = None,
                         in_chans: int | None = None, num_classes: int | None = None, batch_size: int = 256,
                         workers: int = 2, subset: int | None = None, fuse: bool = False, device: str = "auto",
                         amp: bool | None = None, use_ema: bool | None = None, download: bool = False,
-                        strict: bool = False, output: str | Path | None = None, progress: bool = False) -> EvalResult:
+                        strict: bool = False, output: str | Path | None = None, progress: bool = False):
     """Evaluate a checkpoint; settings not given come from the config stored in it (checkpoints of `lsnet train`).
+
+    task: 'classification' (returns an EvalResult) or another task of `lsnet.train.tasks` (its own result); default:
+        the task the checkpoint's config names, classification for other files. Other tasks take data_dir, split,
+        batch_size, workers, subset, device, amp, use_ema, strict, output and progress.
 
     checkpoint: last.pth / best.pth / best.safetensors of a run, or any checkpoint `lsnet.checkpoints` reads (official
         files included; then `model` is needed, and `num_classes` when the classifier is not the data set's).
@@ -157,6 +162,16 @@ def evaluate_checkpoint(checkpoint: str | Path, *, model: str | None = None, dat
 
     state = read_checkpoint(checkpoint)
     config = state.config
+    stored = config.get("task", "classification")
+    if task is not None and config and task != stored:
+        raise ConfigError(f"{str(checkpoint)!r} holds a {stored} run, not {task}; drop --task or pass --task {stored}")
+    task = task or stored
+    if task != "classification":
+        from .tasks import get_task
+
+        return get_task(task).evaluate_checkpoint(
+            state, data_dir=data_dir, split=split, batch_size=batch_size, workers=workers, subset=subset,
+            device=device, amp=amp, use_ema=use_ema, strict=strict, output=output, progress=progress)
     model_name = model or config.get("model")
     if not model_name:
         raise ConfigError(f"{str(checkpoint)!r} does not say which model it holds; pass --model NAME")

@@ -132,6 +132,12 @@ class Task(ABC):
                       summary: dict[str, Any]) -> Path:
         """Plots and report.md of a finished run (eval.json is the engine's); returns the report's path."""
 
+    @classmethod
+    def evaluate_checkpoint(cls, checkpoint, **settings):
+        """`lsnet eval` of a run checkpoint of this task (a `lsnet.checkpoints.Checkpoint`); classification's is
+        `lsnet.train.evaluate_checkpoint` itself."""
+        raise NotImplementedError(f"the {cls.name} task has no checkpoint evaluation")
+
     def export_metadata(self) -> dict[str, Any]:
         """Settings stored in best.safetensors beside the weights (what rebuilding and evaluating it needs)."""
         keys = ("task", "model", "dataset", "data_dir", "train_split", "val_split", "test_split", "seed",
