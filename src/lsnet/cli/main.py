@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-VERBS = ("demo", "bench", "export", "train", "eval", "erf", "inspect", "robustness")
+VERBS = ("demo", "bench", "export", "train", "eval", "erf", "inspect", "robustness", "data")
 
 
 class Parser(argparse.ArgumentParser):
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "matplotlib": "viz", "skimage": "viz",
-           "corrupt_tta": "robustness", "fvcore": "flops", "triton": "triton"}  # module -> pyproject extra
+           "corrupt_tta": "robustness", "fvcore": "flops", "triton": "triton",
+           "pycocotools": "detection"}  # module -> pyproject extra
 _PATH_ERRORS = {
     FileNotFoundError: "no such file or folder: {path}; check the path",
     PermissionError: "permission denied: {path}; choose a path you may read and write",

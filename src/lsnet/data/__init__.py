@@ -1,5 +1,7 @@
-"""Data sets for training and evaluation: Fashion-MNIST from IDX files, fault-tolerant ImageFolder trees, and
-seeded validation splits held out from training data."""
+"""Data sets for training and evaluation: Fashion-MNIST from IDX files, fault-tolerant ImageFolder trees, seeded
+validation splits held out from training data, COCO-format detection sets and the Fashion-scenes builder
+(pycocotools is imported only when a COCO set is read or built)."""
+from .coco import CocoDetection, coco_splits, detection_collate, detection_transforms
 from .errors import DatasetError
 from .factory import (
     DATASETS,
@@ -15,11 +17,13 @@ from .factory import (
     default_val_size,
     split_arguments,
 )
+from .fashion_scenes import build_fashion_scenes
 from .folder import ImageFolder, collate_skip
 from .idx import FashionMNIST, find_fashion_mnist, read_idx
 
 __all__ = [
-    "DATASETS", "SPLITS", "DatasetError", "DatasetInfo", "FashionMNIST", "HeldOut", "ImageFolder", "canonical_name",
-    "carve_indices", "channel_stats", "collate_skip", "create_dataset", "create_transform", "dataset_info",
-    "default_val_size", "find_fashion_mnist", "read_idx", "split_arguments",
+    "DATASETS", "SPLITS", "CocoDetection", "DatasetError", "DatasetInfo", "FashionMNIST", "HeldOut", "ImageFolder",
+    "build_fashion_scenes", "canonical_name", "carve_indices", "channel_stats", "coco_splits", "collate_skip",
+    "create_dataset", "create_transform", "dataset_info", "default_val_size", "detection_collate",
+    "detection_transforms", "find_fashion_mnist", "read_idx", "split_arguments",
 ]
