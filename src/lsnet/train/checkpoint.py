@@ -8,6 +8,7 @@ A training checkpoint (`last.pth`, `best.pth`) is a dict of tensors and plain Py
     best_metric, best_epoch, history                 selection state and the per-epoch metrics rows
     rng                                              per-rank python / numpy / torch / cuda generator states
     config                                           the resolved TrainConfig as a dict
+    metadata                                         the task's model facts (as in best.safetensors' metadata)
 
 Every file is written to a temporary name in the same folder, flushed and fsynced, then moved over the old one with
 `os.replace`, so a crash, `kill -9` or a full disk at any moment leaves the previous file intact. Reading any checkpoint

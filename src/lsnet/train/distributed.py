@@ -69,6 +69,11 @@ def all_reduce_sum(tensor: torch.Tensor, state: DistState) -> torch.Tensor:
     return tensor
 
 
+def reduce_device(state: DistState) -> torch.device:
+    """Where collectives run: the GPU under NCCL, the CPU under gloo."""
+    return state.device if state.device.type == "cuda" else torch.device("cpu")
+
+
 def broadcast_object(obj: Any, state: DistState, src: int = 0) -> Any:
     if not state.enabled:
         return obj

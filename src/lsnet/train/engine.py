@@ -44,6 +44,7 @@ from .distributed import (
     broadcast_object,
     cleanup_distributed,
     init_distributed,
+    reduce_device,
 )
 from .errors import CheckpointError, ConfigError, NonFiniteLossError, TrainingError
 from .evaluate import autocast_context
@@ -318,6 +319,7 @@ class Trainer:
             "rng": rng_states,
             "world_size": self.dist.world_size,
             "config": self.cfg.to_dict(),
+            "metadata": self._export_metadata(epoch),  # what rebuilding the model needs (as in best.safetensors)
         }
 
     def _resume(self) -> list:
@@ -491,8 +493,7 @@ class Trainer:
         if not cfg.sched_on_updates:
             self.scheduler.step(epoch + 1)
         totals = all_reduce_sum(torch.tensor([loss_sum, images_seen, skipped, *part_sums.values()],
-                                             dtype=torch.float64,
-                                             device=self.device if self.device.type == "cuda" else "cpu"),
+                                             dtype=torch.float64, device=reduce_device(self.dist)),
                                 self.dist).cpu()
         images_total = int(totals[1])
         self.counters["train_seconds"] += seconds

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .distributed import DistState, all_reduce_sum
+from .distributed import DistState, all_reduce_sum, reduce_device
 
 
 @dataclass
@@ -114,7 +114,7 @@ def evaluate(model: nn.Module, loader, *, num_classes: int, device: torch.device
     wall_seconds = time.perf_counter() - start
     if dist_state.enabled:
         packed = torch.cat([sums, confusion.flatten().double(), torch.tensor([model_seconds, wall_seconds])])
-        packed = all_reduce_sum(packed.to(_reduce_device(dist_state)), dist_state).cpu()
+        packed = all_reduce_sum(packed.to(reduce_device(dist_state)), dist_state).cpu()
         sums, confusion = packed[:4], packed[4:4 + num_classes ** 2].round().long().view(num_classes, num_classes)
         # the ranks ran side by side: their mean time is the pass's time
         model_seconds, wall_seconds = (packed[-2:] / dist_state.world_size).tolist()
@@ -125,10 +125,6 @@ def evaluate(model: nn.Module, loader, *, num_classes: int, device: torch.device
         loss=sums[0].item() / max(n, 1), num_images=n, model_seconds=model_seconds, wall_seconds=wall_seconds,
         confusion=confusion, classes=tuple(classes), skipped=int(sums[3]), topk=topk,
     )
-
-
-def _reduce_device(state: DistState) -> torch.device:
-    return state.device if state.device.type == "cuda" else torch.device("cpu")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, model: str | None = None,

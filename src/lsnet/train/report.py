@@ -1,4 +1,5 @@
-"""Run-folder artifacts: loss/accuracy curves, confusion matrix (PNG) and a short markdown report.
+"""Run-folder artifacts: curves and a short markdown report per task (classification: loss/accuracy curves and the
+confusion matrix; detection: each training loss, val AP, the COCO AP and per-class AP tables).
 
 matplotlib is optional (`pip install lsnet[viz]`); without it the plots are skipped with a warning and the report
 still gets written.
@@ -82,6 +83,28 @@ def machine_summary() -> str:
             f"threads, {gpu}; torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def _run_table(config: dict[str, Any], result, summary: dict[str, Any], input_text: str) -> list[str]:
+    """The markdown table of how a run trained: epochs, lr, throughput, time, size, input, processes, machine."""
+    split = summary["final_split"]
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| epochs | {summary['epochs_done']} (+{config.get('cooldown_epochs', 0)} cooldown) |",
+        f"| learning rate | {summary['lr']:.3g} peak, global batch {summary['global_batch']} |",
+        f"| training throughput | {summary['train_images_per_sec']:.0f} img/s |",
+        f"| evaluation throughput ({split}) | {result.images_per_sec:.0f} img/s (model), "
+        f"{result.end_to_end_images_per_sec:.0f} img/s (with data loading) |",
+        f"| wall time | {summary['wall_seconds'] / 60:.1f} min ({summary['train_seconds'] / 60:.1f} min training) |",
+        f"| parameters | {summary['params'] / 1e6:.3f} M |",
+        f"| input | {input_text} |",
+        f"| processes | {summary['world_size']} on {summary['device']} |",
+        f"| machine | {machine_summary()} |",
+    ]
+    if summary.get("skipped_images"):
+        lines.append(f"| unreadable images skipped | {summary['skipped_images']} |")
+    return lines
+
+
 def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history: list[dict[str, Any]],
                  summary: dict[str, Any]) -> Path:
     """report.md: what was trained, how, the final numbers, per-class accuracy, and the artifacts."""
@@ -100,27 +123,9 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
         headline = (f"Test top-1 **{result.top1:.2f}%**, top-{result.topk} {result.top5:.2f}% on {result.num_images} "
                     f"{split} images, evaluated once at the end with `best.pth` (epoch {summary['best_epoch']}"
                     f"{weights}).")
-    lines = [
-        f"# {config['model']} on {config['dataset']}",
-        "",
-        headline,
-        selection,
-        "",
-        "| | |",
-        "|---|---|",
-        f"| epochs | {summary['epochs_done']} (+{config.get('cooldown_epochs', 0)} cooldown) |",
-        f"| learning rate | {summary['lr']:.3g} peak, global batch {summary['global_batch']} |",
-        f"| training throughput | {summary['train_images_per_sec']:.0f} img/s |",
-        f"| evaluation throughput ({split}) | {result.images_per_sec:.0f} img/s (model), "
-        f"{result.end_to_end_images_per_sec:.0f} img/s (with data loading) |",
-        f"| wall time | {summary['wall_seconds'] / 60:.1f} min ({summary['train_seconds'] / 60:.1f} min training) |",
-        f"| parameters | {summary['params'] / 1e6:.3f} M |",
-        f"| input | {config['in_chans']} x {config['img_size']} x {config['img_size']} |",
-        f"| processes | {summary['world_size']} on {summary['device']} |",
-        f"| machine | {machine_summary()} |",
-    ]
-    if summary.get("skipped_images"):
-        lines.append(f"| unreadable images skipped | {summary['skipped_images']} |")
+    size = f"{config['in_chans']} x {config['img_size']} x {config['img_size']}"
+    lines = [f"# {config['model']} on {config['dataset']}", "", headline, selection, "",
+             *_run_table(config, result, summary, size)]
     lines += ["", "## Recipe", "", "```yaml"]
     keys = ("config", "opt", "lr", "weight_decay", "batch_size", "epochs", "warmup_epochs", "sched", "min_lr",
             "smoothing", "aa", "scale", "reprob", "mixup", "cutmix", "clip_grad", "clip_mode", "drop_path", "model_ema",
@@ -136,6 +141,79 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
               f"- `eval.json`: the {split} evaluation of `best.pth`, per-class and confusion matrix",
               "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
               "- `best.pth`, `best.safetensors`: the epoch with the best val top-1 (full state / weights only)", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ detection
+def plot_detection_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Each training loss (and their sum) per epoch, and val AP (bbox, segm) per epoch."""
+    plt = _pyplot()
+    if plt is None or not history:
+        return None
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="sum", color="black")
+    for name in history[-1].get("train_losses", {}):
+        ax_loss.plot(epochs, [row.get("train_losses", {}).get(name) for row in history], marker=".", label=name)
+    for key, label in (("val_bbox_AP", "val bbox AP"), ("val_segm_AP", "val segm AP"),
+                       ("ema_val_bbox_AP", "EMA val bbox AP")):
+        rows = [row for row in history if key in row]
+        if rows:
+            ax_ap.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training losses")
+    ax_ap.set(xlabel="epoch", ylabel="AP (%)", title="validation COCO AP")
+    for ax in (ax_loss, ax_ap):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=120)
+
+
+def write_detection_report(run_dir: str | Path, *, config: dict[str, Any], result, history: list[dict[str, Any]],
+                           summary: dict[str, Any]) -> Path:
+    """report.md of a detection run: the COCO AP table of best.pth, per-class AP, the run, the recipe, curves."""
+    run_dir = Path(run_dir)
+    split, weights = summary["final_split"], ", EMA weights" if config.get("model_ema") else ""
+    best = summary.get("best_val_bbox_AP")
+    if best is None:
+        selection = f"No validation split: `best.pth` is the last epoch ({summary['best_epoch']})."
+    else:
+        selection = (f"Validation: best val bbox AP {best:.2f} at epoch {summary['best_epoch']} on "
+                     f"{summary['num_val']} val images ({summary['val_source']}); `best.pth` / `best.safetensors` "
+                     "are that epoch.")
+    scored = ", ".join(f"{kind} AP **{scores['AP']:.2f}**" for kind, scores in result.scores.items())
+    if split == "val":
+        headline = f"Val {scored} on {result.num_images} val images (`best.pth`{weights}; no test split)."
+    else:
+        headline = (f"Test {scored} on {result.num_images} {split} images, evaluated once at the end with `best.pth` "
+                    f"(epoch {summary['best_epoch']}{weights}).")
+    stats = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    lines = [f"# {config['detector']} {config['model']} on {config['dataset']}", "", headline, selection, "",
+             *_run_table(config, result, summary, f"resized to min side {config['min_size']} / max side "
+                                                  f"{config['max_size']} px"),
+             "", f"## COCO AP ({split}, pycocotools COCOeval, percent)", "", "| | " + " | ".join(stats) + " |",
+             "|---" * (len(stats) + 1) + "|"]
+    lines += [f"| {kind} | " + " | ".join(f"{scores[s]:.2f}" for s in stats) + " |"
+              for kind, scores in result.scores.items()]
+    kinds = list(result.scores)
+    lines += ["", f"## Per-class AP ({split})", "", "| class | " + " | ".join(f"{k} AP" for k in kinds) + " |",
+              "|---" * (len(kinds) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{result.scores[k]['per_class'][name]:.2f}" for k in kinds) + " |"
+              for name in result.classes]
+    lines += ["", "## Recipe", "", "```yaml"]
+    keys = ("config", "detector", "model", "backbone_checkpoint", "initial_checkpoint", "freeze_bn", "min_size",
+            "max_size", "hflip", "scale_jitter", "opt", "lr", "weight_decay", "batch_size", "epochs", "sched",
+            "decay_milestones", "decay_rate", "warmup_updates", "warmup_epochs", "warmup_lr", "clip_grad",
+            "model_ema", "seed")
+    lines += [f"{k}: {json.dumps(config.get(k))}" for k in keys if k in config]
+    lines += ["```", "", "## Curves", "", "![curves](curves.png)", "", "## Files", "",
+              "- `config.yaml`: the resolved configuration (re-run with `lsnet train --config config.yaml`)",
+              "- `metrics.jsonl`: one line per epoch (train loss and each named loss, val AP)",
+              f"- `eval.json`: the {split} evaluation of `best.pth` (every COCO AP, per class)",
+              "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
+              "- `best.pth`, `best.safetensors`: the epoch with the best val bbox AP (full state / weights only); "
+              "`lsnet predict --checkpoint best.pth IMAGES --out DIR` draws its detections", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -11,7 +11,7 @@ import importlib
 
 from .base import Batch, Task
 
-_TASKS = {"classification": "classification:ClassificationTask"}
+_TASKS = {"classification": "classification:ClassificationTask", "detection": "detection:DetectionTask"}
 TASKS = tuple(_TASKS)
 
 
