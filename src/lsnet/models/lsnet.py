@@ -52,11 +52,21 @@ def relative_offset_index(height: int, width: int, device: torch.device | None =
     return (rows[:, None] - rows[None, :]).abs() * width + (cols[:, None] - cols[None, :]).abs()
 
 
-def grid_attention_bias(table: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def grid_attention_bias(table: torch.Tensor, height: int, width: int, resize: str = "table") -> torch.Tensor:
     """(heads, r*r) table -> (heads, N, N) additive biases for an h x w token grid, N = h*w.
 
+    resize: "table" resizes the table to the grid, then gathers (geometrically consistent, the default);
+        "matrix" gathers the r x r grid's (heads, r*r, r*r) biases and resizes that matrix bicubically to
+        (N, N), as the official detection/segmentation copy of LSNet does (`detection/model/lsnet.py`) -- what
+        its trained detectors expect.
     A torch.fx leaf (`torch.fx.wrap` below): traced graphs call it with the runtime grid size.
     """
+    if resize == "matrix":
+        side = math.isqrt(table.shape[1])
+        matrix = table[:, relative_offset_index(side, side, table.device)]
+        tokens = height * width
+        return F.interpolate(matrix[None].float(), size=(tokens, tokens), mode="bicubic",
+                             align_corners=False)[0].to(table.dtype)
     return resize_bias_table(table, (height, width))[:, relative_offset_index(height, width, table.device)]
 
 
@@ -91,8 +101,11 @@ class Attention(nn.Module):
 
     Returns x + drop_path(attention(x)); x: (B, dim, H, W). The (heads, r*r) bias table is learnt for an
     r x r token grid (r = 4 at 224) and resized bicubically for any other grid; the gathered (heads, N, N)
-    biases are cached per grid, device and table version in eval mode.
+    biases are cached per grid, device and table version in eval mode. bias_resize: "table" or "matrix" (the
+    official detection copy's way), see `grid_attention_bias`.
     """
+
+    BIAS_RESIZE = ("table", "matrix")
 
     def __init__(
         self,
@@ -102,11 +115,15 @@ class Attention(nn.Module):
         attn_ratio: float = 4.0,
         resolution: int = 4,
         drop_path: float = 0.0,
+        bias_resize: str = "table",
         device: _Device = None,
         dtype: torch.dtype | None = None,
     ):
         dd = dict(device=device, dtype=dtype)
         super().__init__()
+        if bias_resize not in self.BIAS_RESIZE:
+            raise ValueError(f"Attention: bias_resize must be one of {self.BIAS_RESIZE}; got {bias_resize!r}")
+        self.bias_resize = bias_resize
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.val_dim = int(attn_ratio * key_dim)
@@ -128,14 +145,15 @@ class Attention(nn.Module):
     def attention_bias(self, height: int, width: int) -> torch.Tensor:
         """(heads, N, N) additive biases for an h x w token grid."""
         if torch.jit.is_scripting():
-            return grid_attention_bias(self.attention_biases, height, width)
+            return grid_attention_bias(self.attention_biases, height, width, self.bias_resize)
         return self._cached_attention_bias(height, width)
 
     @torch.jit.unused
     def _cached_attention_bias(self, height: int, width: int) -> torch.Tensor:
         table = self.attention_biases
         if fx_tracing():
-            return grid_attention_bias(table, height, width)  # recorded as one call (height/width are proxies)
+            # recorded as one call (height/width are proxies)
+            return grid_attention_bias(table, height, width, self.bias_resize)
         # compiling/tracing first (is_inference() breaks dynamo graphs); inference tensors (made under
         # torch.inference_mode) have no version counter to key the cache on
         cacheable = not (torch.compiler.is_compiling() or torch.jit.is_tracing() or self.training
@@ -143,7 +161,7 @@ class Attention(nn.Module):
         key = (height, width, table.device, table.dtype, table._version) if cacheable else None
         if cacheable and key in self._bias_cache:
             return self._bias_cache[key]
-        bias = grid_attention_bias(table, height, width)
+        bias = grid_attention_bias(table, height, width, self.bias_resize)
         if cacheable:
             self._bias_cache.clear()
             self._bias_cache[key] = bias
@@ -200,6 +218,7 @@ class LSBlock(nn.Module):
         kernel_groups: int = 8,
         mlp_ratio: float = 2.0,
         drop_path: float = 0.0,
+        attn_bias_resize: str = "table",
         device: _Device = None,
         dtype: torch.dtype | None = None,
     ):
@@ -212,7 +231,8 @@ class LSBlock(nn.Module):
             self.mixer = LSConv(dim, lkp_kernel_size, ska_kernel_size, kernel_groups, drop_path, **dd)
             self.se = nn.Identity()
         elif mixer == "attn":
-            self.mixer = Attention(dim, key_dim, num_heads, dim / (key_dim * num_heads), resolution, drop_path, **dd)
+            self.mixer = Attention(dim, key_dim, num_heads, dim / (key_dim * num_heads), resolution, drop_path,
+                                   attn_bias_resize, **dd)
             self.se = nn.Identity()
         else:
             raise ValueError(f"LSBlock: mixer must be one of {MIXERS}; got {mixer!r}")
@@ -274,6 +294,8 @@ class LSNet(nn.Module):
         distilled: add a distillation head (eval output averages both heads).
         lkp_kernel_size: large depthwise kernel of LKP (0 = "w/o LKP" ablation).
         ska_kernel_size / kernel_groups: SKA kernel size and how many channels share each dynamic kernel.
+        attn_bias_resize: how attention biases meet other token grids, "table" or "matrix" (the official detection
+            backbone's way, which its trained detectors expect); see `grid_attention_bias`.
     """
 
     def __init__(
@@ -294,6 +316,7 @@ class LSNet(nn.Module):
         mlp_ratio: float = 2.0,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        attn_bias_resize: str = "table",
         device: _Device = None,
         dtype: torch.dtype | None = None,
     ):
@@ -334,7 +357,7 @@ class LSNet(nn.Module):
                 in_chs, out_chs, stage_depth, mixers[i], downsample=i > 0,
                 drop_path=rates[i], key_dim=key_dim, num_heads=num_heads[i],
                 resolution=resolution, lkp_kernel_size=lkp_kernel_size, ska_kernel_size=ska_kernel_size,
-                kernel_groups=kernel_groups, mlp_ratio=mlp_ratio, **dd,
+                kernel_groups=kernel_groups, mlp_ratio=mlp_ratio, attn_bias_resize=attn_bias_resize, **dd,
             ))
             self.feature_info.append(dict(num_chs=out_chs, reduction=reduction, module=f"stages.{i}"))
             in_chs = out_chs
