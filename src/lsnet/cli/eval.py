@@ -1,9 +1,14 @@
-"""`lsnet eval`: top-1/top-5, per-class accuracy, confusion matrix and images/s of a checkpoint.
+"""`lsnet eval`: a checkpoint's scores: top-1/top-5, per-class accuracy, confusion matrix and images/s of a
+classifier; COCO AP (bbox, segm) and per-class AP of a detector (the task comes from the checkpoint).
 
     lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
     lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
     lsnet eval --checkpoint runs/<run>/best.pth --split val     # the run's validation images (held out with its seed)
     lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
+    lsnet eval --task detection --checkpoint runs/<detection run>/best.pth --data-dir ~/coco --split val
+
+Detection takes --data-dir, --split (train / val / test of the run, or a split name such as val2017), --subset,
+--batch-size, --workers, --device, --amp, --ema, --strict and --output; the other overrides are classification's.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
                            "(timm.utils.reparameterize_model)")
-    run_group.add_argument("--batch-size", type=int, default=256)
+    run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection)")
     run_group.add_argument("--workers", type=int, default=2)
     run_group.add_argument("--device", default="auto")
     run_group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -47,24 +52,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsnet.train import evaluate_checkpoint
+    from lsnet.checkpoints import read_checkpoint_config
+    from lsnet.train import EvalResult, evaluate_checkpoint
 
+    if args.batch_size is None:
+        task = args.task or read_checkpoint_config(args.checkpoint).get("task", "classification")
+        args.batch_size = 256 if task == "classification" else 2
     result = evaluate_checkpoint(
-        args.checkpoint, task=args.task, model=args.model, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-        img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes, batch_size=args.batch_size,
-        workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device, amp=args.amp,
-        use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
+        args.checkpoint, task=args.task, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+        split=args.split, img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes,
+        batch_size=args.batch_size, workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device,
+        amp=args.amp, use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
         progress=not args.quiet)
     extra = result.extra
     fused = " (fused)" if args.fuse else ""
     print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']} split ({extra['split_source']}): "
           f"{extra['split']} {result.summary()}")
-    names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
-    width = max(len(n) for n in names)
-    for name, acc in zip(names, result.per_class_accuracy):
-        print(f"  {name:<{width}}  {acc:6.2f}%")
-    if result.skipped:
+    if isinstance(result, EvalResult):
+        names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
+        rows = [(name, f"{acc:6.2f}%") for name, acc in zip(names, result.per_class_accuracy)]
+    else:  # detection: per-class AP of each IoU type
+        kinds = list(result.scores)
+        print(f"  per-class AP: {' / '.join(kinds)}")
+        rows = [(name, " / ".join(f"{result.scores[k]['per_class'][name]:6.2f}" for k in kinds))
+                for name in result.classes]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    if getattr(result, "skipped", 0):
         print(f"skipped {result.skipped} unreadable images")
     if args.output:
-        print(f"wrote {args.output}/eval.json and confusion_matrix.png")
+        plots = " and confusion_matrix.png" if isinstance(result, EvalResult) else ""
+        print(f"wrote {args.output}/eval.json{plots}")
     return 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -366,3 +367,50 @@ def load_detector(checkpoint, *, use_ema: bool | None = None) -> tuple[nn.Module
     load_checkpoint(model, state, entry=entry, new_classifier=False)
     meta["ema_loaded"] = use_ema
     return model.eval(), meta
+
+
+def predict_images(checkpoint, images, out: str | Path, *, score_threshold: float = 0.3, device: str = "auto",
+                   use_ema: bool | None = None) -> dict[str, Any]:
+    """Run a detection run's detector on image files; write `out/<stem>.png` per image (detections with score >=
+    `score_threshold` drawn: boxes, "class score" labels, masks), `out/results.json` (COCO results of every
+    detection the model returns: image_id, category_id, bbox XYWH, score[, segmentation RLE]) and `out/images.json`
+    (COCO `images` entries: id = position in `images` counted from 1, file_name = the path given, width, height,
+    and the drawn picture's name). Returns {"images": [...], "results": [...]}.
+    """
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.io import write_png
+
+    from ...detection.metrics import to_coco_results
+    from ...detection.visualize import draw_detections
+    from ..distributed import resolve_device
+
+    paths = [Path(p).expanduser() for p in images]
+    if not paths:
+        raise ConfigError("no images given; pass one or more image files")
+    model, meta = load_detector(checkpoint, use_ema=use_ema)
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    classes, cat_ids = meta["classes"], meta["cat_ids"]
+    listing, results, used = [], [], set()
+    for image_id, path in enumerate(paths, start=1):
+        try:
+            with Image.open(path) as file:
+                array = torch.from_numpy(np.asarray(file.convert("RGB")).copy())
+        except (OSError, UnidentifiedImageError) as err:
+            raise ConfigError(f"cannot read image {str(path)!r} ({err}); pass image files PIL can read (PNG, JPEG, "
+                              "...)") from err
+        image = array.permute(2, 0, 1)
+        with torch.no_grad():
+            detection = model([image.to(torch_device).float().div(255)])[0]
+        detection = {k: v.cpu() for k, v in detection.items()}
+        name = f"{path.stem}.png" if f"{path.stem}.png" not in used else f"{path.stem}-{image_id}.png"
+        used.add(name)
+        write_png(draw_detections(image, detection, classes, score_threshold=score_threshold), str(out / name))
+        results += to_coco_results([detection], [image_id], cat_ids)
+        listing.append({"id": image_id, "file_name": str(path), "width": image.shape[2], "height": image.shape[1],
+                        "prediction": name})
+    (out / "results.json").write_text(json.dumps(results))
+    (out / "images.json").write_text(json.dumps(listing, indent=1))
+    return {"images": listing, "results": results}
