@@ -47,3 +47,18 @@ def test_multistep_schedule_with_warmup_in_updates():
                 12 * per_epoch - 1: 1e-6}
     for update, lr in expected.items():
         assert lr_at(scheduler, optimizer, update) == pytest.approx(lr, rel=1e-9), update
+
+
+def test_detection_presets_are_the_official_1x_recipe():
+    """DOWNSTREAM.md: AdamW lr 1e-4, betas (0.9, 0.999), wd 0.05, 12 epochs, x0.1 at 8 and 11, 500 warm-up iterations
+    from 0.001x, batch 16 (2 x 8), 1333x800, flip 0.5, frozen backbone BatchNorm."""
+    from lsnet.train import load_preset
+
+    for name, detector in (("retinanet_lsnet_t_coco", "retinanet"), ("mask_rcnn_lsnet_t_coco", "mask_rcnn")):
+        c = TrainConfig(**load_preset(name))
+        assert (c.task, c.detector, c.model, c.train_split, c.val_split) == \
+            ("detection", detector, "lsnet_t", "train2017", "val2017")
+        assert (c.opt, c.lr, c.opt_betas, c.weight_decay, c.epochs) == ("adamw", 1e-4, [0.9, 0.999], 0.05, 12)
+        assert (c.sched, c.decay_milestones, c.decay_rate) == ("multistep", [8, 11], 0.1)
+        assert (c.warmup_updates, c.warmup_epochs, c.warmup_lr / c.lr) == (500, 0, pytest.approx(1e-3))
+        assert (c.batch_size * 8, c.max_size, c.min_size, c.hflip, c.freeze_bn) == (16, 1333, 800, 0.5, True)

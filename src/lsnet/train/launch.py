@@ -45,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list_configs:
         for name in list_presets():
             values = load_preset(name)
-            print(f"{name:<28} model={values.get('model', '-')} epochs={values.get('epochs', '-')} "
-                  f"img_size={values.get('img_size', '-')}")
+            size = (f"detector={values.get('detector', 'retinanet')} min_size={values.get('min_size', '-')} "
+                    f"max_size={values.get('max_size', '-')}" if values.get("task") == "detection"
+                    else f"img_size={values.get('img_size', '-')}")
+            print(f"{name:<34} model={values.get('model', '-')} epochs={values.get('epochs', '-')} {size}")
         return 0
     try:
         cfg = resolve_config(args)
