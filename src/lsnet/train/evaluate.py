@@ -21,8 +21,25 @@ from .config import TrainConfig
 from .distributed import DistState, all_reduce_sum, reduce_device
 
 
+class Throughput:
+    """images/s of an evaluation result with `num_images`, `model_seconds` and `wall_seconds` (every task's)."""
+
+    num_images: int
+    model_seconds: float
+    wall_seconds: float
+
+    @property
+    def images_per_sec(self) -> float:
+        """Model throughput (forward passes, with the model's own post-processing)."""
+        return self.num_images / max(self.model_seconds, 1e-9)
+
+    @property
+    def end_to_end_images_per_sec(self) -> float:
+        return self.num_images / max(self.wall_seconds, 1e-9)
+
+
 @dataclass
-class EvalResult:
+class EvalResult(Throughput):
     """Metrics of one pass over an evaluation set. Accuracies in percent; confusion[i, j] counts class i predicted j."""
 
     top1: float
@@ -36,15 +53,6 @@ class EvalResult:
     skipped: int = 0
     topk: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def images_per_sec(self) -> float:
-        """Model throughput (forward passes only)."""
-        return self.num_images / max(self.model_seconds, 1e-9)
-
-    @property
-    def end_to_end_images_per_sec(self) -> float:
-        return self.num_images / max(self.wall_seconds, 1e-9)
 
     @property
     def per_class_accuracy(self) -> list[float]:

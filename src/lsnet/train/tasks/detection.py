@@ -31,14 +31,14 @@ from torch import nn
 
 from ..distributed import DistState, all_gather_object, all_reduce_sum, broadcast_object, reduce_device
 from ..errors import ConfigError
-from ..evaluate import autocast_context
+from ..evaluate import Throughput, autocast_context
 from .base import Batch, Task
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 @dataclass
-class DetectionResult:
+class DetectionResult(Throughput):
     """COCO AP of one pass over an evaluation set: `scores[iou_type]` as `lsnet.detection.metrics.coco_evaluate`
     returns them (percent; 'bbox', plus 'segm' for mask detectors), with counts and timing."""
 
@@ -53,15 +53,6 @@ class DetectionResult:
     @property
     def bbox_AP(self) -> float:  # noqa: N802 (COCO's name)
         return self.scores["bbox"]["AP"]
-
-    @property
-    def images_per_sec(self) -> float:
-        """Model throughput (forward passes, post-processing included)."""
-        return self.num_images / max(self.model_seconds, 1e-9)
-
-    @property
-    def end_to_end_images_per_sec(self) -> float:
-        return self.num_images / max(self.wall_seconds, 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.scores, "num_images": self.num_images, "num_detections": self.num_detections,
@@ -378,7 +369,6 @@ def predict_images(checkpoint, images, out: str | Path, *, score_threshold: floa
     and the drawn picture's name). Returns {"images": [...], "results": [...]}.
     """
     from PIL import Image, UnidentifiedImageError
-    from torchvision.io import write_png
 
     from ...detection.metrics import to_coco_results
     from ...detection.visualize import draw_detections
@@ -407,7 +397,8 @@ def predict_images(checkpoint, images, out: str | Path, *, score_threshold: floa
         detection = {k: v.cpu() for k, v in detection.items()}
         name = f"{path.stem}.png" if f"{path.stem}.png" not in used else f"{path.stem}-{image_id}.png"
         used.add(name)
-        write_png(draw_detections(image, detection, classes, score_threshold=score_threshold), str(out / name))
+        picture = draw_detections(image, detection, classes, score_threshold=score_threshold)
+        Image.fromarray(picture.permute(1, 2, 0).numpy()).save(out / name)
         results += to_coco_results([detection], [image_id], cat_ids)
         listing.append({"id": image_id, "file_name": str(path), "width": image.shape[2], "height": image.shape[1],
                         "prediction": name})
