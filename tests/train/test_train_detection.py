@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -171,9 +172,44 @@ def test_detection_settings_errors(scenes, tmp_path, capsys):
         (base, "--task detection needs --data-dir"),
         ([*base, "--data-dir", str(scenes), "--num-classes", "5"], "--num-classes 5 but"),
         ([*base, "--data-dir", str(scenes), "--val-size", "10"], "drop --val-size"),
-        ([*base, "--data-dir", str(tmp_path)], "has no validation split"),
+        ([*base, "--data-dir", str(tmp_path)], "has no validation or test split (annotations: none)"),
     ]
     for argv, expected in cases:
         assert main(argv) == 1, argv
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and expected in err, (argv, err)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import os, sys, torch
+    from lsnet.train import train
+    scenes, output = sys.argv[1], sys.argv[2]
+    result = train(task="detection", detector="retinanet", model="test_resnet", data_dir=scenes, output=output,
+                   experiment="ddp", epochs=1, min_size=64, max_size=64, batch_size=2, workers=0, quiet=True,
+                   warmup_epochs=0, lr=1e-3, threads=1, freeze_bn=False, train_subset=8, val_subset=6, test_subset=5)
+    params = {k: v.detach().clone() for k, v in result.model.named_parameters()}
+    torch.save(params, os.path.join(output, "rank" + os.environ["RANK"] + ".pt"))
+""")
+
+
+def test_two_cpu_processes_train_one_detector(scenes, tmp_path):
+    """DDP (gloo): both ranks end with the same weights; each rank detects its shard, COCOeval sees every image."""
+    script = tmp_path / "rank.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(scenes), str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
+    saved = json.loads((tmp_path / "ddp" / "eval.json").read_text())
+    assert saved["num_images"] == 5 and saved["split"] == "test"  # 5 images over 2 ranks: 3 + 2, each once
+    assert json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text())["val_bbox_AP"] >= 0
+    assert done.stdout.count("test bbox AP") == 1
+    # one process scoring best.pth on the same 5 images: the gathered detections were all of them
+    assert main(["eval", "--checkpoint", str(tmp_path / "ddp" / "best.pth"), "--subset", "5", "--workers", "0",
+                 "--quiet", "--output", str(tmp_path / "single")]) == 0
+    single = json.loads((tmp_path / "single" / "eval.json").read_text())
+    assert single["num_detections"] == saved["num_detections"]
+    assert single["bbox"]["AP"] == pytest.approx(saved["bbox"]["AP"], nan_ok=True)

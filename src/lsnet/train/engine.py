@@ -202,7 +202,7 @@ class Trainer:
                                   " or pick another --experiment")
         cfg.experiment = self.run_dir.name
 
-        # ---- model first: a wrong --model fails before any data is read
+        # ---- model before the loaders: a wrong --model fails before any image is read
         self.model = self._build_model()
         self.num_params = sum(p.numel() for p in self.model.parameters())
 

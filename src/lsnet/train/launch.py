@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def spawn(cfg: TrainConfig, nproc: int) -> int:
     """Re-launch as `torchrun -m lsnet.train --config <resolved yaml>` so every rank sees identical settings."""
     if not cfg.resume and not cfg.experiment:
-        cfg = cfg.replace(experiment=f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}-{cfg.dataset}")
+        what = f"{cfg.detector}-{cfg.model}-{Path(cfg.data_dir or '.').resolve().name}" if cfg.task == "detection" \
+            else f"{cfg.model}-{cfg.dataset}"  # as the Trainer names its runs
+        cfg = cfg.replace(experiment=f"{time.strftime('%Y%m%d-%H%M%S')}-{what}")
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=".launch-", dir=cfg.output, delete=False) as f:
         path = f.name

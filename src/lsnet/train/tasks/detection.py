@@ -133,8 +133,9 @@ class DetectionTask(Task):
         cfg.val_split = cfg.val_split or _default_split(present, ("val", "val2017"))
         cfg.test_split = cfg.test_split or _default_split(present, ("test",)) or "none"
         if not cfg.val_split and cfg.test_split == "none":
-            raise ConfigError(f"{str(root)!r} has no validation split (annotations: {', '.join(present) or 'none'}); "
-                              "detection selects best.pth on one: pass --val-split NAME of an annotated split")
+            raise ConfigError(f"{str(root)!r} has no validation or test split (annotations: "
+                              f"{', '.join(present) or 'none'}); nothing would score the detector: pass --val-split "
+                              "NAME of an annotated split (annotations/instances_NAME.json)")
         if cfg.val_size:
             raise ConfigError("--val-size holds out classification images; detection validates on --val-split (an "
                               "annotations/instances_<split>.json); drop --val-size")
@@ -142,7 +143,7 @@ class DetectionTask(Task):
             raise ConfigError(f"--in-chans {cfg.in_chans}: detection reads RGB images; drop --in-chans")
         cfg.in_chans = 3
         cfg.val_size = 0
-        cfg.dataset = root.name  # recorded: which folder the run read
+        cfg.dataset = root.resolve().name  # recorded: which folder the run read
         self.train_set = CocoDetection(root, cfg.train_split, masks=self.masks, strict=cfg.strict,
                                        transforms=detection_transforms(True, hflip=cfg.hflip,
                                                                        scale_jitter=cfg.scale_jitter))
