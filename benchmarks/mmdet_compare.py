@@ -116,7 +116,11 @@ def _mmdet_model(cfg: dict, seed: int) -> torch.nn.Module:
     model.init_weights()
     with torch.no_grad():  # spread the random scores so that detections pass the 0.05 threshold
         for name, p in model.named_parameters():
-            if name.endswith(("retina_cls.bias", "rpn_cls.bias")):
+            if name.endswith("attention_biases"):  # zeros at init: make the stage-4 bias resize matter
+                p.normal_(0, 1.0)
+            elif name.startswith("backbone.") and name.endswith("bn.weight") and not p.any():
+                p.normal_(0, 0.2)  # LSNet zero-inits its residual branches' last BN: switch them on
+            elif name.endswith(("retina_cls.bias", "rpn_cls.bias")):
                 p.normal_(-1.0, 0.5)
             elif "fc_cls" in name:
                 p.normal_(0, 0.05 if name.endswith("weight") else 1.0)

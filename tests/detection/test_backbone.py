@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from contract import random_official_state_dict
@@ -121,3 +122,28 @@ def test_bad_backbones():
         create_body("lkca_test")  # an isotropic model: every level at stride 4
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
         retinanet("no_such_net", num_classes=3)
+
+
+def test_lsnet_bodies_resize_the_bias_matrix_as_the_official_detection_backbone():
+    """The official detection Attention gathers its r x r grid's (heads, r*r, r*r) biases through offset indices
+    (built as in its __init__: offsets numbered in order of first appearance) and resizes that matrix bicubically
+    to (N, N) for N tokens; LSNet bodies of our detectors do the same (attn_bias_resize='matrix')."""
+    import itertools
+
+    from lsnet.models.lsnet import Attention, grid_attention_bias
+
+    det = retinanet("lsnet_test", num_classes=2)
+    assert {m.bias_resize for m in det.modules() if isinstance(m, Attention)} == {"matrix"}
+    table = torch.randn(2, 16)
+    points = list(itertools.product(range(4), range(4)))
+    offsets, idxs = {}, []
+    for p1 in points:
+        for p2 in points:
+            offset = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
+            idxs.append(offsets.setdefault(offset, len(offsets)))
+    matrix = table[:, torch.tensor(idxs).view(16, 16)]
+    for height, width in ((4, 4), (3, 5), (7, 6)):
+        tokens = height * width
+        expected = F.interpolate(matrix[None], size=(tokens, tokens), mode="bicubic")[0]
+        torch.testing.assert_close(grid_attention_bias(table, height, width, "matrix"), expected)
+    assert not torch.allclose(grid_attention_bias(table, 3, 5, "table"), grid_attention_bias(table, 3, 5, "matrix"))
