@@ -117,11 +117,20 @@ def test_backbone_checkpoint_official_and_ours(tmp_path):
         "layer4.1.conv2.weight"])
 
 
-def test_bad_backbones():
+def test_bad_backbones(monkeypatch):
     with pytest.raises(BackboneError, match="coarser than the one before"):
         create_body("lkca_test")  # an isotropic model: every level at stride 4
+    with pytest.raises(BackboneError, match="no feature level of stride >= 128"):
+        create_body("lsnet_test", min_stride=128)
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
         retinanet("no_such_net", num_classes=3)
+
+    def no_features(name, **kwargs):  # what timm raises for a model without feature support
+        raise RuntimeError(f"features_only not implemented for {name}")
+
+    monkeypatch.setattr("lsnet.detection.backbone.create_model", no_features)
+    with pytest.raises(BackboneError, match=r"backbone 'plain' has no timm features_only support .* pick a model"):
+        retinanet("plain", num_classes=3)
 
 
 def test_lsnet_bodies_resize_the_bias_matrix_as_the_official_detection_backbone():
