@@ -108,6 +108,12 @@ def test_cli_builds_and_refuses_to_overwrite(real_fashion_mnist, tmp_path, capsy
     assert "already holds Fashion-scenes; pass --overwrite" in capsys.readouterr().err
     assert main([*args[:6], "--train", "2", "--val", "0", "--test", "0", "--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["000001.png", "000002.png"]
+    assert main(["data", "fashion-scenes", "--out", str(tmp_path / "new"), "--fashion-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: Fashion-MNIST test files") and "pass --fashion-dir" in err
+    with pytest.raises(SystemExit):
+        main(["data", "fashion-scenes", "--out", str(tmp_path), "--train", "-1"])
+    assert "argument --train: expected an integer >= 0, got '-1'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -121,7 +127,7 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
-    with pytest.raises(DatasetError, match="Fashion-MNIST train files .* not found under .*apt-get install"):
+    with pytest.raises(DatasetError, match="Fashion-MNIST train files .* not found under .*; pass --fashion-dir"):
         build_fashion_scenes(tmp_path / "out", fashion_dir=tmp_path, num_train=1, num_val=0, num_test=0)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatasetError
-from .idx import CLASSES, FashionMNIST
+from .idx import CLASSES, FashionMNIST, find_fashion_mnist
 
 MIN_SCALE, MAX_SCALE = 24, 112  # item side in px
 ITEM_THRESHOLD = 10  # grey value above which a resized Fashion-MNIST pixel belongs to the item
@@ -106,6 +106,16 @@ def _check_arguments(counts: dict[str, int], size: int, min_items: int, max_item
         raise ValueError(f"fashion-scenes: --seed must be in 0..2**32-1; got {seed}")
 
 
+def _read_source(fashion_dir: str | Path | None, split: str) -> FashionMNIST:
+    try:
+        find_fashion_mnist(fashion_dir, split)
+    except DatasetError as err:  # its fix names train's flags; say this command's
+        where = str(err).split("; ")[0]
+        raise DatasetError(f"{where}; pass --fashion-dir (or set $LSNET_FASHION_MNIST) pointing at the four "
+                           "*-ubyte[.gz] files, or `sudo apt-get install dataset-fashion-mnist`") from None
+    return FashionMNIST(fashion_dir, split=split)
+
+
 def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = None, num_train: int = 3000,
                          num_val: int = 500, num_test: int = 500, size: int = 256, min_items: int = 1,
                          max_items: int = 8, seed: int = 0, overwrite: bool = False) -> dict:
@@ -124,7 +134,7 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
         if ann_file.exists() and not overwrite:
             raise DatasetError(f"{str(ann_file)!r} exists: {str(out)!r} already holds Fashion-scenes; pass "
                                "--overwrite to replace it, or a new --out folder")
-    sources = {name: FashionMNIST(fashion_dir, split=name) for name in sorted({_SOURCE[s] for s in splits})}
+    sources = {name: _read_source(fashion_dir, name) for name in sorted({_SOURCE[s] for s in splits})}
     allowed = _source_indices(len(sources["test"]), seed) if "test" in sources else {}
     categories = [{"id": i + 1, "name": name, "supercategory": "fashion"} for i, name in enumerate(CLASSES)]
     summary = {"root": out, "splits": {}}
