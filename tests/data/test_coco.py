@@ -243,3 +243,11 @@ def test_strict_fails_on_the_first_bad_box(tmp_path):
     write_coco(tmp_path, "train", [BAD_BOXES[1]])
     with pytest.raises(DatasetError, match=r"annotation 12 \(image 1\): bbox \[4, 4, 0, 3\] has non-positive size"):
         CocoDetection(tmp_path, "train", strict=True)
+
+
+def test_loads_in_worker_processes(mixed):
+    ds = CocoDetection(mixed, "train", masks=True, transforms=detection_transforms(True))
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=detection_collate)
+    (images, targets), = list(loader)
+    assert [t["image_id"] for t in targets] == [1, 2] and [len(t["labels"]) for t in targets] == [3, 0]
+    assert all(image.dtype == torch.float32 for image in images)
