@@ -176,6 +176,13 @@ def test_not_a_coco_file(tmp_path):
         CocoDetection(tmp_path, "train")
 
 
+def test_image_entry_without_size(tmp_path):
+    write_coco(tmp_path, "train", [], images=[{"id": 4, "file_name": "4.png", "width": W}],
+               pixels={4: np.zeros((H, W, 3), np.uint8)})
+    with pytest.raises(DatasetError, match=r"instances_train\.json'?: image entry 4 has no height; every image needs"):
+        CocoDetection(tmp_path, "train")
+
+
 def test_unknown_category_id(tmp_path):
     write_coco(tmp_path, "train", [ann(5, 1, 3, [1, 1, 2, 2]), ann(6, 1, 99, [1, 1, 2, 2])])
     with pytest.raises(DatasetError, match=r"instances_train\.json.*annotation 6 has category_id 99, which is not in "

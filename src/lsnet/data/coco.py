@@ -81,7 +81,13 @@ def _box_problem(box, width: int, height: int) -> str | None:
 
 
 def _check_annotations(coco, path: Path, strict: bool) -> None:
-    """Category / image ids must exist; bad boxes are dropped from `coco` with one warning (or fail when strict)."""
+    """Image entries complete, category / image ids known; bad boxes dropped from `coco` with one warning (or fail
+    when strict)."""
+    for image in coco.dataset["images"]:
+        missing = [key for key in ("id", "file_name", "width", "height") if key not in image]
+        if missing:
+            raise DatasetError(f"{str(path)!r}: image entry {image.get('id', image.get('file_name', '?'))!r} has no "
+                               f"{', '.join(missing)}; every image needs id, file_name, width and height")
     known_cats = sorted(coco.cats)
     bad = []
     for ann in coco.dataset["annotations"]:
