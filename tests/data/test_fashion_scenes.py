@@ -138,3 +138,16 @@ def test_two_thousand_scenes_build_in_seconds(real_fashion_mnist, tmp_path):
     seconds = time.perf_counter() - start
     assert sum(s["images"] for s in summary["splits"].values()) == 2000
     assert seconds < 60, f"2000 scenes took {seconds:.1f} s"
+
+
+def test_scenes_without_items_are_empty_images(real_fashion_mnist, tmp_path):
+    build_fashion_scenes(tmp_path, fashion_dir=real_fashion_mnist, num_train=0, num_val=12, num_test=0, size=64,
+                         min_items=0, max_items=1)
+    dataset = load(tmp_path, "val")
+    with_items = {a["image_id"] for a in dataset["annotations"]}
+    assert 0 < len(with_items) < 12, "seed 0 draws both empty and non-empty scenes"
+    for image in dataset["images"]:
+        scene = np.array(Image.open(tmp_path / "val" / image["file_name"]))
+        semantic = np.array(Image.open(tmp_path / "labels" / "val" / image["file_name"]))
+        assert (scene.any() and semantic.any()) == (image["id"] in with_items)
+    assert len(CocoDetection(tmp_path, "val")) == 12

@@ -153,7 +153,7 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
             canvas, owner, items = _paste_scene(rng, pool, source.images, size, min_items, max_items)
             file_name = f"{image_id:06d}.png"
             Image.fromarray(canvas).save(image_dir / file_name, compress_level=PNG_LEVEL)
-            semantic = np.where(owner >= 0, source.targets[items][owner] + 1, 0).astype(np.uint8)
+            semantic = np.append(source.targets[items] + 1, 0).astype(np.uint8)[owner]  # owner -1: the 0 appended
             Image.fromarray(semantic).save(label_dir / file_name, compress_level=PNG_LEVEL)
             images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
             annotations += _annotations(owner, items, source.targets, image_id, len(annotations) + 1, _SOURCE[split])
