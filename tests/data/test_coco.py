@@ -110,6 +110,14 @@ def test_crowd_stays_in_the_ground_truth_and_empty_images_are_valid(mixed):
     assert [t["image_id"] for t in targets] == [1, 2] and len(images) == 2 and len(targets[0]["boxes"]) == 3
 
 
+def test_subset_cuts_images_and_ground_truth(mixed):
+    ds = CocoDetection(mixed, "train", subset=1)
+    assert len(ds) == 1 and ds.image_ids == (1,) and sorted(ds.coco.imgs) == [1]
+    assert sorted(ds.coco.anns) == [1, 2, 3, 4] and len(ds.coco.dataset["annotations"]) == 4
+    ds = CocoDetection(mixed, "train", subset=0)
+    assert len(ds) == 0 and not ds.coco.anns
+
+
 def test_transforms_flip_boxes_and_masks_and_end_in_float(mixed):
     plain = CocoDetection(mixed, "train", masks=True)
     flipped = CocoDetection(mixed, "train", masks=True, transforms=detection_transforms(True, hflip=1.0))
