@@ -182,6 +182,9 @@ def test_not_a_coco_file(tmp_path):
     path.write_text(json.dumps({"images": []}))
     with pytest.raises(DatasetError, match=r"not a COCO instances file: no list annotations, categories"):
         CocoDetection(tmp_path, "train")
+    path.write_text("[]")
+    with pytest.raises(DatasetError, match=r"not a COCO instances file: no list images, annotations, categories"):
+        CocoDetection(tmp_path, "train")
 
 
 def test_image_entry_without_size(tmp_path):

@@ -34,10 +34,6 @@ from .errors import DatasetError
 BOX_TOLERANCE = 1.0  # px a box may pass the image border (float rounding in exported annotations); clipped to it
 
 
-def _annotation_file(root: Path, split: str) -> Path:
-    return root / "annotations" / f"instances_{split}.json"
-
-
 def coco_splits(root: str | Path) -> list[str]:
     """The splits of a COCO-format folder: every `annotations/instances_<split>.json` (sorted)."""
     folder = Path(root).expanduser() / "annotations"
@@ -56,8 +52,10 @@ def load_coco(path: str | Path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetError(f"cannot read COCO annotation file {str(path)!r} ({err}); re-export or re-download it") \
             from err
+    if not isinstance(dataset, dict):
+        dataset = {}
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(dataset.get(key), list)]
-    if not isinstance(dataset, dict) or missing:
+    if missing:
         raise DatasetError(f"{str(path)!r} is not a COCO instances file: no list {', '.join(missing)}; it needs "
                            "'images', 'annotations' and 'categories' lists")
     coco = COCO()
@@ -144,7 +142,7 @@ class CocoDetection(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, split: str, *, transforms=None, masks: bool = False, strict: bool = False,
                  subset: int | None = None):
         root = Path(root).expanduser()
-        ann_file = _annotation_file(root, split)
+        ann_file = root / "annotations" / f"instances_{split}.json"
         present = coco_splits(root)
         if not ann_file.is_file():
             raise DatasetError(f"no annotation file {str(ann_file)!r} (splits present under {str(root)!r}: "
