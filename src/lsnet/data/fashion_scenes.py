@@ -159,7 +159,8 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
             annotations += _annotations(owner, items, source.targets, image_id, len(annotations) + 1, _SOURCE[split])
         dataset = {
             "info": {"description": f"Fashion-scenes {split}: Fashion-MNIST {_SOURCE[split]} items on {size}x{size} "
-                                    "canvases", "seed": seed, "min_items": min_items, "max_items": max_items},
+                                    "canvases", "seed": seed, "size": size, "min_items": min_items,
+                     "max_items": max_items},
             "licenses": [], "images": images, "annotations": annotations, "categories": categories,
         }
         (out / "annotations").mkdir(parents=True, exist_ok=True)
