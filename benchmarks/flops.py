@@ -2,6 +2,11 @@
 
     python benchmarks/flops.py                                # the LSNet family at 224
     python benchmarks/flops.py conv2former_n uniconvnet_a --img-size 224
+    python benchmarks/flops.py --detectors                    # LSNet-T/S/B RetinaNet and Mask R-CNN (COCO, 80 classes)
+
+Detector parameters are the whole detector's (backbone + neck + heads). Detector GMACs count the dense part at the
+input size: backbone + FPN + RetinaNet head, or backbone + FPN + RPN head for Mask R-CNN, whose RoI box / mask
+heads are left out (their cost depends on the number of proposals and detections, ~1000 and <= 100).
 """
 from __future__ import annotations
 
@@ -9,17 +14,50 @@ import argparse
 import sys
 
 import timm
+import torch
 
 import lsnet  # noqa: F401
 from lsnet.analysis.flops import count_macs
 from lsnet.deploy import fuse
+
+DETECTOR_SIZES = ((800, 1333), (512, 512))  # (H, W)
+
+
+class _DensePart(torch.nn.Module):
+    """backbone + FPN + the dense head of a detector: (B, 3, H, W) -> the head's outputs."""
+
+    def __init__(self, detector: torch.nn.Module):
+        super().__init__()
+        self.backbone = detector.backbone
+        self.head = detector.head if hasattr(detector, "head") else detector.rpn.head
+
+    def forward(self, x: torch.Tensor):
+        return self.head(list(self.backbone(x).values()))
+
+
+def detectors(backbones: list[str]) -> None:
+    from lsnet.detection import build_detector
+
+    print(f"{'detector':<22}{'params (M)':>11}" + "".join(f"{f'GMACs {w}x{h}':>18}" for h, w in DETECTOR_SIZES))
+    for name in backbones:
+        for kind in ("retinanet", "mask_rcnn"):
+            model = build_detector(kind, name, 80)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            dense = _DensePart(model)
+            gmacs = [count_macs(dense, (3, h, w)) / 1e9 for h, w in DETECTOR_SIZES]
+            print(f"{kind + '_' + name:<22}{params:>11.2f}" + "".join(f"{g:>18.1f}" for g in gmacs))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["lsnet_t", "lsnet_s", "lsnet_b"])
     parser.add_argument("--img-size", type=int, default=None, help="default: the model's pretrained cfg size")
+    parser.add_argument("--detectors", action="store_true",
+                        help="RetinaNet and Mask R-CNN on the given backbones at 1333x800 and 512x512")
     args = parser.parse_args(argv)
+    if args.detectors:
+        detectors(args.models)
+        return 0
     print(f"{'model':<22}{'res':>5}{'params (M)':>12}{'fused (M)':>11}{'GMACs':>8}")
     for name in args.models:
         model = timm.create_model(name)

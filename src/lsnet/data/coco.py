@@ -34,10 +34,6 @@ from .errors import DatasetError
 BOX_TOLERANCE = 1.0  # px a box may pass the image border (float rounding in exported annotations); clipped to it
 
 
-def _annotation_file(root: Path, split: str) -> Path:
-    return root / "annotations" / f"instances_{split}.json"
-
-
 def coco_splits(root: str | Path) -> list[str]:
     """The splits of a COCO-format folder: every `annotations/instances_<split>.json` (sorted)."""
     folder = Path(root).expanduser() / "annotations"
@@ -56,15 +52,22 @@ def load_coco(path: str | Path):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetError(f"cannot read COCO annotation file {str(path)!r} ({err}); re-export or re-download it") \
             from err
+    if not isinstance(dataset, dict):
+        dataset = {}
     missing = [key for key in ("images", "annotations", "categories") if not isinstance(dataset.get(key), list)]
-    if not isinstance(dataset, dict) or missing:
+    if missing:
         raise DatasetError(f"{str(path)!r} is not a COCO instances file: no list {', '.join(missing)}; it needs "
                            "'images', 'annotations' and 'categories' lists")
     coco = COCO()
-    coco.dataset = dataset
-    with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
-        coco.createIndex()
+    _reindex(coco, **dataset)
     return coco
+
+
+def _reindex(coco, **lists) -> None:
+    """Set (or replace) `coco.dataset` entries and rebuild its index quietly (pycocotools prints 'creating index')."""
+    coco.dataset.update(lists)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
 
 
 def _box_problem(box, width: int, height: int) -> str | None:
@@ -81,7 +84,13 @@ def _box_problem(box, width: int, height: int) -> str | None:
 
 
 def _check_annotations(coco, path: Path, strict: bool) -> None:
-    """Category / image ids must exist; bad boxes are dropped from `coco` with one warning (or fail when strict)."""
+    """Image entries complete, category / image ids known; bad boxes dropped from `coco` with one warning (or fail
+    when strict)."""
+    for image in coco.dataset["images"]:
+        missing = [key for key in ("id", "file_name", "width", "height") if key not in image]
+        if missing:
+            raise DatasetError(f"{str(path)!r}: image entry {image.get('id', image.get('file_name', '?'))!r} has no "
+                               f"{', '.join(missing)}; every image needs id, file_name, width and height")
     known_cats = sorted(coco.cats)
     bad = []
     for ann in coco.dataset["annotations"]:
@@ -100,11 +109,16 @@ def _check_annotations(coco, path: Path, strict: bool) -> None:
             bad.append(ann)
     if bad:
         bad_ids = {id(ann) for ann in bad}
-        coco.dataset["annotations"] = [ann for ann in coco.dataset["annotations"] if id(ann) not in bad_ids]
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
+        _reindex(coco, annotations=[ann for ann in coco.dataset["annotations"] if id(ann) not in bad_ids])
         warnings.warn(f"{path}: skipped {len(bad)} annotations with boxes outside the image or of non-positive size "
                       f"(first: id {bad[0].get('id')}); fix them, or pass --strict to fail on them", stacklevel=3)
+
+
+def _keep_images(coco, image_ids: list[int]) -> None:
+    """Cut `coco` (images and their annotations) to `image_ids`, in place."""
+    keep = set(image_ids)
+    _reindex(coco, images=[image for image in coco.dataset["images"] if image["id"] in keep],
+             annotations=[ann for ann in coco.dataset["annotations"] if ann["image_id"] in keep])
 
 
 class CocoDetection(torch.utils.data.Dataset):
@@ -116,6 +130,8 @@ class CocoDetection(torch.utils.data.Dataset):
         transforms: a v2 transform called as `transforms(image, target)` (e.g. `detection_transforms`).
         masks: also return instance masks (polygons and RLE, compressed or not, via pycocotools' annToMask).
         strict: fail on the first bad box instead of skipping bad boxes with a warning.
+        subset: keep only the first `subset` images (in image-id order), with `.coco` cut to them (quick runs; COCOeval
+            then scores what was run).
 
     Returns per item: image `tv_tensors.Image` uint8 (3, H, W) (before transforms) and target dict with
     `boxes` BoundingBoxes XYXY float (M, 4) pixels, `labels` int64 (M,) in 0..K-1, `masks` Mask uint8 (M, H, W)
@@ -123,9 +139,10 @@ class CocoDetection(torch.utils.data.Dataset):
     (zeros: crowd annotations are dropped from targets).
     """
 
-    def __init__(self, root: str | Path, split: str, *, transforms=None, masks: bool = False, strict: bool = False):
+    def __init__(self, root: str | Path, split: str, *, transforms=None, masks: bool = False, strict: bool = False,
+                 subset: int | None = None):
         root = Path(root).expanduser()
-        ann_file = _annotation_file(root, split)
+        ann_file = root / "annotations" / f"instances_{split}.json"
         present = coco_splits(root)
         if not ann_file.is_file():
             raise DatasetError(f"no annotation file {str(ann_file)!r} (splits present under {str(root)!r}: "
@@ -137,6 +154,8 @@ class CocoDetection(torch.utils.data.Dataset):
                                f"{', '.join(present)}); put the {split} images in {image_dir}/")
         self.coco = load_coco(ann_file)
         _check_annotations(self.coco, ann_file, strict)
+        if subset is not None:
+            _keep_images(self.coco, sorted(self.coco.imgs)[:subset])
         self.root, self.split, self.ann_file, self.image_dir = root, split, ann_file, image_dir
         self.transforms, self.masks, self.strict = transforms, masks, strict
         self.cat_ids = tuple(sorted(self.coco.cats))

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DatasetError
-from .idx import CLASSES, FashionMNIST
+from .idx import CLASSES, FashionMNIST, find_fashion_mnist
 
 MIN_SCALE, MAX_SCALE = 24, 112  # item side in px
 ITEM_THRESHOLD = 10  # grey value above which a resized Fashion-MNIST pixel belongs to the item
@@ -106,6 +106,16 @@ def _check_arguments(counts: dict[str, int], size: int, min_items: int, max_item
         raise ValueError(f"fashion-scenes: --seed must be in 0..2**32-1; got {seed}")
 
 
+def _read_source(fashion_dir: str | Path | None, split: str) -> FashionMNIST:
+    try:
+        find_fashion_mnist(fashion_dir, split)
+    except DatasetError as err:  # its fix names train's flags; say this command's
+        where = str(err).split("; ")[0]
+        raise DatasetError(f"{where}; pass --fashion-dir (or set $LSNET_FASHION_MNIST) pointing at the four "
+                           "*-ubyte[.gz] files, or `sudo apt-get install dataset-fashion-mnist`") from None
+    return FashionMNIST(fashion_dir, split=split)
+
+
 def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = None, num_train: int = 3000,
                          num_val: int = 500, num_test: int = 500, size: int = 256, min_items: int = 1,
                          max_items: int = 8, seed: int = 0, overwrite: bool = False) -> dict:
@@ -124,7 +134,7 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
         if ann_file.exists() and not overwrite:
             raise DatasetError(f"{str(ann_file)!r} exists: {str(out)!r} already holds Fashion-scenes; pass "
                                "--overwrite to replace it, or a new --out folder")
-    sources = {name: FashionMNIST(fashion_dir, split=name) for name in sorted({_SOURCE[s] for s in splits})}
+    sources = {name: _read_source(fashion_dir, name) for name in sorted({_SOURCE[s] for s in splits})}
     allowed = _source_indices(len(sources["test"]), seed) if "test" in sources else {}
     categories = [{"id": i + 1, "name": name, "supercategory": "fashion"} for i, name in enumerate(CLASSES)]
     summary = {"root": out, "splits": {}}
@@ -143,13 +153,14 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
             canvas, owner, items = _paste_scene(rng, pool, source.images, size, min_items, max_items)
             file_name = f"{image_id:06d}.png"
             Image.fromarray(canvas).save(image_dir / file_name, compress_level=PNG_LEVEL)
-            semantic = np.where(owner >= 0, source.targets[items][owner] + 1, 0).astype(np.uint8)
+            semantic = np.append(source.targets[items] + 1, 0).astype(np.uint8)[owner]  # owner -1: the 0 appended
             Image.fromarray(semantic).save(label_dir / file_name, compress_level=PNG_LEVEL)
             images.append({"id": image_id, "file_name": file_name, "width": size, "height": size})
             annotations += _annotations(owner, items, source.targets, image_id, len(annotations) + 1, _SOURCE[split])
         dataset = {
             "info": {"description": f"Fashion-scenes {split}: Fashion-MNIST {_SOURCE[split]} items on {size}x{size} "
-                                    "canvases", "seed": seed, "min_items": min_items, "max_items": max_items},
+                                    "canvases", "seed": seed, "size": size, "min_items": min_items,
+                     "max_items": max_items},
             "licenses": [], "images": images, "annotations": annotations, "categories": categories,
         }
         (out / "annotations").mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ def is_lsnet(name: str) -> bool:
 
     import lsnet.models  # noqa: F401  (registers the families)
 
-    return timm.is_model(name) and timm.models.is_model_in_modules(name, ["lsnet.models.lsnet"])
+    # timm keys a family by its module's basename
+    return timm.is_model(name) and timm.models.is_model_in_modules(name, ["lsnet"])
 
 
 def create_body(name: str, *, min_stride: int = 1, max_levels: int = 4, pretrained: bool = False,

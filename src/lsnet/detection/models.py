@@ -28,11 +28,16 @@ official weights give official boxes:
   * R-CNN classes: mmdet's box classifier puts background LAST and regresses K class-specific boxes; torchvision's
     puts background first with K+1 boxes (`lsnet.detection.mmdet` reorders official weights).
   * RPN proposals kept per image: 1000 in training and testing as mmdet (torchvision's default: 2000 in training).
-Kept from torchvision (documented differences that remain): its losses (smooth-L1 RPN box loss, the R-CNN losses
-sum-normalised as torchvision does; mmdet uses L1), input resize (floor of the scaled size, bilinear on float
-images; mmdet rounds and resizes uint8 images with OpenCV), R-CNN detections narrower than 0.01 px dropped, and
-mask pasting (torchvision's `paste_masks_in_image`; mmdet's `_do_paste_mask` samples with grid_sample), so masks
-agree with mmdet's only approximately.
+  * mask pasting (`MMDetTransform`, `paste_masks`): torchvision pastes with `paste_masks_in_image` (a 1-px padded
+    mask resized into the integer box); mmdet samples the mask with grid_sample at each image pixel centre.
+  * LSNet bodies are built with `attn_bias_resize="matrix"`: the official detection backbone resizes the gathered
+    stage-4 bias matrix, not the bias table (`lsnet.models.lsnet.grid_attention_bias`).
+With these, `benchmarks/mmdet_compare.py` finds the same detections as mmdet 2.28 on shared random weights
+(RetinaNet: boxes and scores equal; Mask R-CNN: boxes within 1e-5 px, binary masks equal).
+Kept from torchvision (they change training or pre-processing, not what given weights predict on a given tensor):
+its losses (smooth-L1 RPN box loss, R-CNN losses normalised as torchvision does; mmdet uses L1), its matchers'
+low-quality matching, input resize (floor of the scaled size, bilinear on float images; mmdet rounds and resizes
+uint8 images with OpenCV), and R-CNN detections narrower than 0.01 px dropped.
 """
 from __future__ import annotations
 
@@ -43,11 +48,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from .backbone import DetectionBackbone, create_body, is_lsnet
@@ -135,6 +142,39 @@ class MMDetRoIAlign(MultiScaleRoIAlign):
             out[index] = roi_align(feature, rois[index], self.output_size, 1.0 / stride, self.sampling_ratio,
                                    aligned=True).to(out.dtype)
         return out
+
+
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int,
+                max_elements: int = 1 << 25) -> torch.Tensor:
+    """(N, 1, m, m) mask probabilities in their boxes (N, 4 XYXY pixels) -> (N, 1, height, width), as mmdet's
+    `_do_paste_mask` (bilinear grid_sample at pixel centres, zero outside; its GPU path, the whole image)."""
+    out = masks.new_zeros((len(masks), 1, height, width))
+    ys = torch.arange(height, device=masks.device, dtype=torch.float32) + 0.5
+    xs = torch.arange(width, device=masks.device, dtype=torch.float32) + 0.5
+    step = max(1, max_elements // max(1, height * width))
+    for start in range(0, len(masks), step):
+        x0, y0, x1, y1 = boxes[start:start + step].float().split(1, dim=1)
+        gy = ((ys - y0) / (y1 - y0) * 2 - 1).nan_to_num(0.0, 0.0, 0.0)  # (n, H); degenerate boxes -> 0 as mmdet
+        gx = ((xs - x0) / (x1 - x0) * 2 - 1).nan_to_num(0.0, 0.0, 0.0)  # (n, W)
+        n = len(gy)
+        grid = torch.stack([gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)], 3)
+        out[start:start + step] = F.grid_sample(masks[start:start + step].float(), grid,
+                                                align_corners=False).to(out.dtype)
+    return out
+
+
+class MMDetTransform(GeneralizedRCNNTransform):
+    """torchvision's resize / normalise / batch transform; detections' masks pasted as mmdet does (`paste_masks`)."""
+
+    def postprocess(self, result: list[dict[str, torch.Tensor]], image_shapes: list[tuple[int, int]],
+                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        if self.training:
+            return result
+        for pred, resized, original in zip(result, image_shapes, original_image_sizes):
+            pred["boxes"] = resize_boxes(pred["boxes"], resized, original)
+            if "masks" in pred:
+                pred["masks"] = paste_masks(pred["masks"], pred["boxes"], *original)
+        return result
 
 
 # ------------------------------------------------------------------------------------------------- detectors
@@ -268,6 +308,8 @@ def _rcnn(cls: type, name: str, backbone: str, num_classes: int, masks: bool, *,
         settings["mask_roi_pool"] = MMDetRoIAlign(names, 14, strides[:ROI_LEVELS])
     settings.update(detector_kwargs)
     model = cls(net, num_classes + 1, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors, **settings)
+    model.transform = MMDetTransform(min_size, max_size, settings["image_mean"], settings["image_std"],
+                                     size_divisible=settings["size_divisible"])
     model.rpn.box_coder = MMDetBoxCoder((1.0, 1.0, 1.0, 1.0))
     model.roi_heads.box_coder = MMDetBoxCoder((10.0, 10.0, 5.0, 5.0))  # mmdet target_stds (0.1, 0.1, 0.2, 0.2)
     config = dict(detector=name, backbone=backbone, num_classes=num_classes, min_size=min_size, max_size=max_size,

@@ -12,9 +12,15 @@ from collections.abc import Sequence
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+# ten well-separated colours (matplotlib's "tab10") for the first classes; golden-ratio hues after them
+_PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
 
 def class_color(label: int) -> tuple[int, int, int]:
-    """A fixed, saturated RGB colour for class `label`: hues stepped by the golden ratio, so neighbours differ."""
+    """The fixed RGB colour of class `label`."""
+    if label < len(_PALETTE):
+        return _PALETTE[label]
     hue = (label * 0.618033988749895) % 1.0
     return tuple(round(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.9, 1.0))
 
