@@ -6,6 +6,8 @@
 
 Command line: `lsnet train --config fashion_mnist_cpu`, `lsnet eval --checkpoint runs/<run>/best.pth --fuse`,
 and `torchrun --nproc_per_node=N -m lsnet.train ...` (or `lsnet train --nproc N`) for DistributedDataParallel.
+One engine runs every task (`--task classification | detection`, `lsnet.train.tasks`):
+`lsnet train --config retinanet_lsnet_t_fashion_scenes --data-dir data/fashion-scenes`.
 """
 from .config import TrainConfig, list_presets, load_preset
 from .engine import Trainer, TrainResult, train

@@ -17,8 +17,6 @@ folder's name. Classification-only settings (img_size, mixup, smoothing, ...) ar
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -64,30 +62,6 @@ class DetectionResult(Throughput):
         parts = [f"{kind} " + "  ".join(f"{name} {scores[name]:.1f}" for name in STAT_NAMES)
                  for kind, scores in self.scores.items()]
         return " | ".join(parts) + f"  {self.num_images} images  {self.images_per_sec:.1f} img/s"
-
-
-class _Subset(torch.utils.data.Dataset):
-    """The first `n` images of a CocoDetection, with its ground truth cut to them (COCOeval scores what was run)."""
-
-    def __init__(self, data, n: int):
-        from pycocotools.coco import COCO
-
-        self.data, self.indices = data, range(min(n, len(data)))
-        self.image_ids = tuple(data.image_ids[i] for i in self.indices)
-        self.classes, self.cat_ids = data.classes, data.cat_ids
-        keep = set(self.image_ids)
-        self.coco = COCO()
-        self.coco.dataset = {**data.coco.dataset,
-                             "images": [im for im in data.coco.dataset["images"] if im["id"] in keep],
-                             "annotations": [a for a in data.coco.dataset["annotations"] if a["image_id"] in keep]}
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco.createIndex()
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int):
-        return self.data[self.indices[index]]
 
 
 def _default_split(present: list[str], names: tuple[str, ...]) -> str | None:
@@ -145,8 +119,8 @@ class DetectionTask(Task):
         cfg.val_size = 0
         cfg.dataset = root.resolve().name  # recorded: which folder the run read
         self.train_set = CocoDetection(root, cfg.train_split, masks=self.masks, strict=cfg.strict,
-                                       transforms=detection_transforms(True, hflip=cfg.hflip,
-                                                                       scale_jitter=cfg.scale_jitter))
+                                       subset=cfg.train_subset, transforms=detection_transforms(
+                                           True, hflip=cfg.hflip, scale_jitter=cfg.scale_jitter))
         self.classes, self.cat_ids = self.train_set.classes, self.train_set.cat_ids
         cfg.num_classes = cfg.num_classes or len(self.classes)
         if cfg.num_classes != len(self.classes):
@@ -184,13 +158,13 @@ class DetectionTask(Task):
 
         def split(name: str, subset: int | None):
             data = CocoDetection(cfg.data_dir, name, transforms=detection_transforms(False), masks=self.masks,
-                                 strict=cfg.strict)
+                                 strict=cfg.strict, subset=subset)
             if data.classes != self.classes:
                 raise ConfigError(f"{data.ann_file} has categories {list(data.classes)} but the training split has "
                                   f"{list(self.classes)}; every split needs the same categories")
-            return _Subset(data, subset) if subset else data
+            return data
 
-        train_set = _Subset(self.train_set, cfg.train_subset) if cfg.train_subset else self.train_set
+        train_set = self.train_set
         val_set = split(cfg.val_split, cfg.val_subset) if cfg.val_split else None
         test_set = split(cfg.test_split, cfg.test_subset) if cfg.test_split != "none" else None
         return train_set, val_set, test_set, f"instances_{cfg.val_split}.json" if cfg.val_split else "none"
@@ -311,8 +285,7 @@ class DetectionTask(Task):
         from ...data.coco import CocoDetection, detection_transforms
 
         data = CocoDetection(cfg.data_dir, split_name, transforms=detection_transforms(False), masks=task.masks,
-                             strict=strict)
-        data = _Subset(data, subset) if subset else data
+                             strict=strict, subset=subset)
         loader = create_loader(data, batch_size=batch_size, sampler=ShardSampler(len(data)), workers=workers,
                                pin_memory=torch_device.type == "cuda", collate_fn=cls.collate)
         amp = torch_device.type == "cuda" if amp is None else amp
