@@ -213,3 +213,16 @@ def test_two_cpu_processes_train_one_detector(scenes, tmp_path):
     single = json.loads((tmp_path / "single" / "eval.json").read_text())
     assert single["num_detections"] == saved["num_detections"]
     assert single["bbox"]["AP"] == pytest.approx(saved["bbox"]["AP"], nan_ok=True)
+
+
+def test_attention_biases_get_no_weight_decay(scenes, tmp_path):
+    """The official detection configs exclude LSNet's attention-bias tables from weight decay (as norms, biases)."""
+    cfg = TrainConfig(data_dir=str(scenes), output=str(tmp_path), experiment="wd", epochs=1, train_subset=8,
+                      val_subset=4, test_split="none", lr=1e-4, **{**FAST, "model": "lsnet_t", "weight_decay": 0.05})
+    trainer = Trainer(cfg, DistState())
+    decay_of = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    named = dict(trainer.model.named_parameters())
+    biases = [name for name in named if name.endswith("attention_biases")]
+    assert biases and all(decay_of[id(named[name])] == 0.0 for name in biases)
+    convs = [name for name, p in named.items() if p.ndim == 4]
+    assert convs and all(decay_of[id(named[name])] == 0.05 for name in convs)

@@ -291,6 +291,13 @@ class Trainer:
             opt_kwargs["eps"] = cfg.opt_eps
         if cfg.opt_betas:
             opt_kwargs["betas"] = tuple(cfg.opt_betas)
+        if self.task.no_weight_decay:
+            from functools import partial
+
+            from timm.optim import param_groups_weight_decay
+
+            opt_kwargs["param_group_fn"] = partial(param_groups_weight_decay, weight_decay=cfg.weight_decay,
+                                                   no_weight_decay_list=self.task.no_weight_decay)
         self.optimizer = create_optimizer_v2(self.model, opt=cfg.opt, lr=self.lr, weight_decay=cfg.weight_decay,
                                              momentum=cfg.momentum, layer_decay=cfg.layer_decay, **opt_kwargs)
         self.scheduler, self.num_epochs = create_scheduler(self.optimizer, cfg, self.updates_per_epoch)

@@ -48,6 +48,9 @@ class Task(ABC):
     metric: ClassVar[str]  # the selection metric: `getattr(result, metric)`, row key f"val_{metric}"
     metric_label: ClassVar[str]  # how lines and reports name it, e.g. "top-1", "bbox AP"
     min_batch: int = 1  # training batches with fewer images are skipped (BatchNorm on pooled features needs 2)
+    # parameter-name patterns (fnmatch) trained without weight decay, besides timm's norms, biases and the model's
+    # own no_weight_decay(); a model that is not a timm model (a torchvision detector) cannot say them itself
+    no_weight_decay: ClassVar[tuple[str, ...]] = ()
     criterion: nn.Module | None = None
 
     def __init__(self, cfg: TrainConfig, dist_state: DistState):

@@ -76,6 +76,7 @@ class DetectionTask(Task):
     name = "detection"
     metric = "bbox_AP"
     metric_label = "bbox AP"
+    no_weight_decay = ("*attention_biases",)  # LSNet's bias tables, as the official detection configs exclude them
 
     @staticmethod
     def collate(batch: list):
