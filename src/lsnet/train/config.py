@@ -149,13 +149,14 @@ class TrainConfig:
     min_size: int = _f(800, "detection", "shorter image side the detector resizes to (torchvision "
                        "GeneralizedRCNNTransform)", type=int)
     max_size: int = _f(1333, "detection", "longest image side the detector resizes to at most", type=int)
-    freeze_bn: bool = _f(True, "detection", "keep the backbone's BatchNorm statistics and affine weights frozen, as "
-                         "the official LSNet detectors do")
+    freeze_bn: bool = _f(True, "detection", "keep the backbone's BatchNorm in eval mode while training (running "
+                         "statistics frozen, affine weights trained), as the official LSNet detectors do")
     backbone_checkpoint: str | None = _f(None, "detection", "classification weights for the backbone (any checkpoint "
                                          "lsnet.checkpoints reads, e.g. a `lsnet train` best.pth or an official "
                                          "file); --initial-checkpoint loads a whole detector instead", type=str)
-    scale_jitter: list | None = _f(None, "detection", "random rescale of training images by a factor in [MIN, MAX] "
-                                   "before the detector's resize", type=float, nargs=2)
+    scale_jitter: list | None = _f(None, "detection", "zoom training images by a random factor in [MIN, MAX] about "
+                                   "the centre, canvas size kept (lsnet.data.detection_transforms)", type=float,
+                                   nargs=2)
     detector_kwargs: dict = _f({}, "detection", "extra torchvision detector arguments, KEY=VALUE (YAML values), "
                                "e.g. detections_per_img=100", nargs="*", metavar="KEY=VALUE")
     # run
