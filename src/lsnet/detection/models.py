@@ -57,6 +57,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from ..checkpoints import load_checkpoint
 from .backbone import DetectionBackbone, create_body, is_lsnet
 from .neck import LSNetFPN
 
@@ -253,8 +254,6 @@ def _default_backbone_kwargs(backbone: str, backbone_kwargs: dict | None) -> dic
 def _finish(model: torch.nn.Module, config: dict[str, Any], checkpoint: str | os.PathLike | None) -> torch.nn.Module:
     model.detector_config = config
     if checkpoint is not None:
-        from ..checkpoints import load_checkpoint
-
         load_checkpoint(model, checkpoint)  # ours, or an official mmdet file (checkpoint_filter_fn below)
     return model
 
