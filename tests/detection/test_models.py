@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from torchvision import tv_tensors
 from torchvision.models.detection.image_list import ImageList
 
 from lsnet.checkpoints import load_checkpoint
@@ -38,6 +39,9 @@ def test_train_and_eval(name):
     small = {} if name == "retinanet" else dict(box_batch_size_per_image=32)  # fewer RoIs: a faster mask head
     det = build_detector(name, "lsnet_test", num_classes, min_size=SIZE, max_size=SIZE, **small).train()
     images, targets = _targets(num_classes)
+    if name == "mask_rcnn":  # what lsnet.data.coco gives: tv_tensors
+        targets = [dict(t, boxes=tv_tensors.BoundingBoxes(t["boxes"], format="XYXY", canvas_size=i.shape[1:]),
+                        masks=tv_tensors.Mask(t["masks"])) for t, i in zip(targets, images)]
     losses = det(images, targets)
     assert set(losses) == LOSSES[name] and all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     sum(losses.values()).backward()
