@@ -6,7 +6,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.models.detection.image_list import ImageList
 
-from lsnet.checkpoints import load_checkpoint
+from lsnet.checkpoints import CheckpointError, load_checkpoint
 from lsnet.detection import DETECTORS, build_detector, faster_rcnn, mask_rcnn, retinanet
 from lsnet.detection.models import MMDetAnchorGenerator, MMDetBoxCoder, MMDetRoIAlign
 
@@ -152,8 +152,10 @@ def test_detector_config_round_trip(tmp_path):
 
     torch.save({"model": ours, "config": {"task": "detection", "model": config}}, tmp_path / "best.pth")
     fresh = faster_rcnn("lsnet_test", num_classes=4)
-    with pytest.raises(Exception, match="unexpected keys"):  # a mask head in the file, none in a Faster R-CNN
+    with pytest.raises(CheckpointError, match="unexpected keys"):  # a mask head in the file, none in a Faster R-CNN
         load_checkpoint(fresh, tmp_path / "best.pth")
+    with pytest.raises(CheckpointError, match=r"has 4 classes, the model 2; build it with num_classes=4$"):
+        mask_rcnn("lsnet_test", num_classes=2, checkpoint=tmp_path / "best.pth")
     loaded = mask_rcnn("lsnet_test", num_classes=4, checkpoint=tmp_path / "best.pth")
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in ours.items())
 

@@ -362,11 +362,12 @@ def _check_classes(num_classes: int) -> None:
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Found by `lsnet.checkpoints.fit_state_dict` for the detectors here: an official mmdet detector state dict
-    is converted (`lsnet.detection.mmdet`); ours passes through."""
-    from .mmdet import convert_mmdet_state_dict, is_mmdet_state_dict
+    is converted (`lsnet.detection.mmdet`); ours passes through. Another class count is a one-line error."""
+    from .mmdet import check_num_classes, convert_mmdet_state_dict, is_mmdet_state_dict
 
     if is_mmdet_state_dict(state_dict):
         return convert_mmdet_state_dict(state_dict, model)
+    check_num_classes(state_dict, model.state_dict())
     return OrderedDict(state_dict)
 
 
