@@ -308,7 +308,8 @@ def _rcnn(cls: type, name: str, backbone: str, num_classes: int, masks: bool, *,
     settings.update(detector_kwargs)
     model = cls(net, num_classes + 1, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors, **settings)
     model.transform = MMDetTransform(min_size, max_size, settings["image_mean"], settings["image_std"],
-                                     size_divisible=settings["size_divisible"])
+                                     size_divisible=settings["size_divisible"], fixed_size=settings.get("fixed_size"),
+                                     _skip_resize=settings.get("_skip_resize", False))
     model.rpn.box_coder = MMDetBoxCoder((1.0, 1.0, 1.0, 1.0))
     model.roi_heads.box_coder = MMDetBoxCoder((10.0, 10.0, 5.0, 5.0))  # mmdet target_stds (0.1, 0.1, 0.2, 0.2)
     config = dict(detector=name, backbone=backbone, num_classes=num_classes, min_size=min_size, max_size=max_size,
