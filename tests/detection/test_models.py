@@ -165,3 +165,17 @@ def test_bad_detector_arguments():
         build_detector("yolo", "lsnet_test", 3)
     with pytest.raises(ValueError, match="num_classes must be the number of object classes"):
         retinanet("lsnet_test", num_classes=0)
+
+
+def test_masks_pasted_as_mmdet():
+    """mmdet's _do_paste_mask: bilinear samples of the mask at every image pixel centre, zero outside. A 2 x 2 mask
+    [[1, 0], [0, 0]] in the box (0, 0, 4, 4): pixel centres fall at mask coordinates -0.25, 0.25, 0.75, 1.25, so each
+    axis weighs 0.75, 0.75, 0.25, 0 (the zero border and the zero cell)."""
+    from lsnet.detection.models import paste_masks
+
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    axis = torch.tensor([0.75, 0.75, 0.25, 0.0])
+    out = paste_masks(mask, torch.tensor([[0.0, 0.0, 4.0, 4.0]]), 5, 6)
+    expected = torch.zeros(1, 1, 5, 6)
+    expected[0, 0, :4, :4] = axis[:, None] * axis[None, :]
+    torch.testing.assert_close(out, expected)
