@@ -172,10 +172,10 @@ def compare(detector: str, lsnet_fpn: Path, seed: int = 0) -> dict:
                   max_score_diff=float((reference["scores"][:n] - got["scores"][:n]).abs().max()) if n else 0.0,
                   labels_equal=bool(torch.equal(reference["labels"][:n], got["labels"][:n])))
     if masks and n:
-        binary = got["masks"][:n, 0] > 0.5
+        binary = got["masks"][:n, 0] >= 0.5  # mmdet's mask_thr_binary test
         inter = (binary & reference["masks"][:n]).sum((1, 2)).float()
-        union = (binary | reference["masks"][:n]).sum((1, 2)).float().clamp(min=1)
-        report["mask_iou_mean"] = float((inter / union).mean())
+        union = (binary | reference["masks"][:n]).sum((1, 2)).float()
+        report["mask_iou_mean"] = float(torch.where(union > 0, inter / union.clamp(min=1), 1.0).mean())  # empty: 1
     return report
 
 

@@ -3,9 +3,10 @@ import math
 
 import pytest
 import torch
+from torchvision import tv_tensors
 from torchvision.models.detection.image_list import ImageList
 
-from lsnet.checkpoints import load_checkpoint
+from lsnet.checkpoints import CheckpointError, load_checkpoint
 from lsnet.detection import DETECTORS, build_detector, faster_rcnn, mask_rcnn, retinanet
 from lsnet.detection.models import MMDetAnchorGenerator, MMDetBoxCoder, MMDetRoIAlign
 
@@ -38,6 +39,9 @@ def test_train_and_eval(name):
     small = {} if name == "retinanet" else dict(box_batch_size_per_image=32)  # fewer RoIs: a faster mask head
     det = build_detector(name, "lsnet_test", num_classes, min_size=SIZE, max_size=SIZE, **small).train()
     images, targets = _targets(num_classes)
+    if name == "mask_rcnn":  # what lsnet.data.coco gives: tv_tensors
+        targets = [dict(t, boxes=tv_tensors.BoundingBoxes(t["boxes"], format="XYXY", canvas_size=i.shape[1:]),
+                        masks=tv_tensors.Mask(t["masks"])) for t, i in zip(targets, images)]
     losses = det(images, targets)
     assert set(losses) == LOSSES[name] and all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
     sum(losses.values()).backward()
@@ -148,8 +152,10 @@ def test_detector_config_round_trip(tmp_path):
 
     torch.save({"model": ours, "config": {"task": "detection", "model": config}}, tmp_path / "best.pth")
     fresh = faster_rcnn("lsnet_test", num_classes=4)
-    with pytest.raises(Exception, match="unexpected keys"):  # a mask head in the file, none in a Faster R-CNN
+    with pytest.raises(CheckpointError, match="unexpected keys"):  # a mask head in the file, none in a Faster R-CNN
         load_checkpoint(fresh, tmp_path / "best.pth")
+    with pytest.raises(CheckpointError, match=r"has 4 classes, the model 2; build it with num_classes=4$"):
+        mask_rcnn("lsnet_test", num_classes=2, checkpoint=tmp_path / "best.pth")
     loaded = mask_rcnn("lsnet_test", num_classes=4, checkpoint=tmp_path / "best.pth")
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in ours.items())
 
@@ -159,3 +165,17 @@ def test_bad_detector_arguments():
         build_detector("yolo", "lsnet_test", 3)
     with pytest.raises(ValueError, match="num_classes must be the number of object classes"):
         retinanet("lsnet_test", num_classes=0)
+
+
+def test_masks_pasted_as_mmdet():
+    """mmdet's _do_paste_mask: bilinear samples of the mask at every image pixel centre, zero outside. A 2 x 2 mask
+    [[1, 0], [0, 0]] in the box (0, 0, 4, 4): pixel centres fall at mask coordinates -0.25, 0.25, 0.75, 1.25, so each
+    axis weighs 0.75, 0.75, 0.25, 0 (the zero border and the zero cell)."""
+    from lsnet.detection.models import paste_masks
+
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    axis = torch.tensor([0.75, 0.75, 0.25, 0.0])
+    out = paste_masks(mask, torch.tensor([[0.0, 0.0, 4.0, 4.0]]), 5, 6)
+    expected = torch.zeros(1, 1, 5, 6)
+    expected[0, 0, :4, :4] = axis[:, None] * axis[None, :]
+    torch.testing.assert_close(out, expected)

@@ -76,8 +76,9 @@ def _rename(key: str) -> str | None:
     return None
 
 
-def _check_classes(converted: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
-    """One line when the file's class count differs from the model's (before reordering)."""
+def check_num_classes(converted: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
+    """ValueError (one line, the fix) when a detector state dict in our keys has another class count than the
+    model's state dict `own`."""
     for key, per_class, extra in (("head.classification_head.cls_logits.bias", None, 0),
                                   ("roi_heads.box_predictor.cls_score.bias", 1, 1)):
         if key in converted and key in own:
@@ -115,7 +116,7 @@ def convert_mmdet_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.M
         raise ValueError(f"{len(unknown)} mmdet keys with no counterpart here [{', '.join(unknown[:5])}]: only "
                          "RetinaNet, Faster R-CNN and Mask R-CNN with the LSNet FPN are mapped")
     own = model.state_dict()
-    _check_classes(out, own)
+    check_num_classes(out, own)
     _background_first(out)
     return out
 
@@ -135,4 +136,4 @@ def _background_first(sd: dict[str, torch.Tensor]) -> None:
                 [logits.new_zeros((1, *logits.shape[1:])), logits])
 
 
-__all__ = ["MMDET_PREFIXES", "convert_mmdet_state_dict", "is_mmdet_state_dict"]
+__all__ = ["MMDET_PREFIXES", "check_num_classes", "convert_mmdet_state_dict", "is_mmdet_state_dict"]

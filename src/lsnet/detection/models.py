@@ -57,6 +57,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from ..checkpoints import load_checkpoint
 from .backbone import DetectionBackbone, create_body, is_lsnet
 from .neck import LSNetFPN
 
@@ -253,8 +254,6 @@ def _default_backbone_kwargs(backbone: str, backbone_kwargs: dict | None) -> dic
 def _finish(model: torch.nn.Module, config: dict[str, Any], checkpoint: str | os.PathLike | None) -> torch.nn.Module:
     model.detector_config = config
     if checkpoint is not None:
-        from ..checkpoints import load_checkpoint
-
         load_checkpoint(model, checkpoint)  # ours, or an official mmdet file (checkpoint_filter_fn below)
     return model
 
@@ -309,7 +308,8 @@ def _rcnn(cls: type, name: str, backbone: str, num_classes: int, masks: bool, *,
     settings.update(detector_kwargs)
     model = cls(net, num_classes + 1, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors, **settings)
     model.transform = MMDetTransform(min_size, max_size, settings["image_mean"], settings["image_std"],
-                                     size_divisible=settings["size_divisible"])
+                                     size_divisible=settings["size_divisible"], fixed_size=settings.get("fixed_size"),
+                                     _skip_resize=settings.get("_skip_resize", False))
     model.rpn.box_coder = MMDetBoxCoder((1.0, 1.0, 1.0, 1.0))
     model.roi_heads.box_coder = MMDetBoxCoder((10.0, 10.0, 5.0, 5.0))  # mmdet target_stds (0.1, 0.1, 0.2, 0.2)
     config = dict(detector=name, backbone=backbone, num_classes=num_classes, min_size=min_size, max_size=max_size,
@@ -363,11 +363,12 @@ def _check_classes(num_classes: int) -> None:
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Found by `lsnet.checkpoints.fit_state_dict` for the detectors here: an official mmdet detector state dict
-    is converted (`lsnet.detection.mmdet`); ours passes through."""
-    from .mmdet import convert_mmdet_state_dict, is_mmdet_state_dict
+    is converted (`lsnet.detection.mmdet`); ours passes through. Another class count is a one-line error."""
+    from .mmdet import check_num_classes, convert_mmdet_state_dict, is_mmdet_state_dict
 
     if is_mmdet_state_dict(state_dict):
         return convert_mmdet_state_dict(state_dict, model)
+    check_num_classes(state_dict, model.state_dict())
     return OrderedDict(state_dict)
 
 

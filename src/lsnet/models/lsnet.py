@@ -62,7 +62,7 @@ def grid_attention_bias(table: torch.Tensor, height: int, width: int, resize: st
     A torch.fx leaf (`torch.fx.wrap` below): traced graphs call it with the runtime grid size.
     """
     if resize == "matrix":
-        side = math.isqrt(table.shape[1])
+        side = int(math.sqrt(table.shape[1]) + 0.5)
         matrix = table[:, relative_offset_index(side, side, table.device)]
         tokens = height * width
         return F.interpolate(matrix[None].float(), size=(tokens, tokens), mode="bicubic",
