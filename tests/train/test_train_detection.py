@@ -226,3 +226,12 @@ def test_attention_biases_get_no_weight_decay(scenes, tmp_path):
     assert biases and all(decay_of[id(named[name])] == 0.0 for name in biases)
     convs = [name for name, p in named.items() if p.ndim == 4]
     assert convs and all(decay_of[id(named[name])] == 0.05 for name in convs)
+
+
+def test_detection_only_commands_name_the_wrong_checkpoint(learned, tiny_run, folder_dir, tmp_path, capsys):
+    image = str(next((folder_dir / "train" / "cat").glob("*.png")))
+    assert main(["predict", "--checkpoint", str(tiny_run / "best.pth"), image, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is not a checkpoint of `lsnet train --task detection`" in err and "\n" not in err
+    assert main(["eval", "--checkpoint", str(learned[1].run_dir / "best.pth"), "--fuse", "--img-size", "64"]) == 1
+    assert "--img-size, --fuse: classification settings; a detection checkpoint rebuilds" in capsys.readouterr().err

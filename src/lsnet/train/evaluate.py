@@ -173,6 +173,12 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     if task != "classification":
         from .tasks import get_task
 
+        given = [name for name, value in (("--model", model), ("--dataset", dataset), ("--img-size", img_size),
+                                          ("--in-chans", in_chans), ("--num-classes", num_classes), ("--fuse", fuse),
+                                          ("--download", download)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: classification settings; a {task} checkpoint rebuilds its model "
+                              "from its own config, so drop them")
         return get_task(task).evaluate_checkpoint(
             state, data_dir=data_dir, split=split, batch_size=batch_size, workers=workers, subset=subset,
             device=device, amp=amp, use_ema=use_ema, strict=strict, output=output, progress=progress)
