@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-VERBS = ("demo", "bench", "export", "train", "eval", "erf", "inspect", "robustness")
+VERBS = ("demo", "bench", "export", "train", "eval", "erf", "inspect", "robustness", "study")
 
 
 class Parser(argparse.ArgumentParser):
