@@ -44,11 +44,19 @@ def test_settings_precedence(write_study, tmp_path):
     assert dw["output"] == str(tmp_path / "runs" / "tiny") and dw["config"] == str(preset)
 
 
+def test_budget_per_subset(write_study, tmp_path):
+    path = write_study(dict(budget={"epochs": {1000: 30, "all": 2}}, seeds=1, subsets=[1000, None], variants=VARIANTS))
+    study = load_study(path, runs_dir=tmp_path)
+    assert {c.id: study.train_config(c)["epochs"] for c in study.cells()[:2]} == {"ls-n1000-s0": 30, "ls-nall-s0": 2}
+    assert study.budget_text() == "30 / 2 epochs per cell on 1000 / all training images"
+
+
 @pytest.mark.parametrize("change, match", [
     ({"epochs": 3}, r"unknown key 'epochs'.*allowed: name, description, base, budget"),
     ({"budget": {"cpu_seconds": 60}}, r"budget: unknown key 'cpu_seconds'; allowed: epochs"),
     ({"budget": {"epochs": 0}}, r"budget.epochs: expected integers >= 1"),
     ({"seeds": [0, 0]}, r"seeds: expected distinct values"),
+    ({"budget": {"epochs": {5: 3}}}, r"budget.epochs: a mapping needs exactly one entry per subset \(all\)"),
     ({"subsets": [0]}, r"subsets: expected integers >= 1 or null"),
     ({"variants": [{"label": "a", "model": "lsnet_tt"}]}, r"variant 'a': unknown model 'lsnet_tt'; did you mean"),
     ({"variants": [{"label": "a", "model": "lsnet_test", "kwargs": {}}]},

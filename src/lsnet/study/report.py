@@ -356,8 +356,8 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
     if study.description:
         lines += [study.description, ""]
     lines += [
-        f"Study file `{study.path}`; {len(results)} of {expected} cells finished. Budget: {study.epochs} epochs per "
-        f"cell (every arm alike); seeds {', '.join(map(str, study.seeds))}. Selection: best.pth is the epoch with the "
+        f"Study file `{study.path}`; {len(results)} of {expected} cells finished. Budget: {study.budget_text()} "
+        f"(every arm alike); seeds {', '.join(map(str, study.seeds))}. Selection: best.pth is the epoch with the "
         "best validation top-1 (held-out training images); the test split is scored once per cell with it. "
         f"Welch's t-test on per-seed test top-1 against the reference arm ({study.reference}) where both arms have "
         f">= {MIN_SEEDS_FOR_TEST} seeds. Compute spent: {total_cpu / 3600:.2f} CPU-hours (process user + system "

@@ -130,7 +130,8 @@ def _write_record(study: Study, state: CellState, segment: dict[str, Any]) -> No
     cell = state.cell
     record = read_cell_record(state.run_dir) or dict(
         study=study.name, cell=cell.id, arm=cell.arm, variant=cell.variant.label, model=cell.variant.model,
-        model_kwargs=cell.variant.model_kwargs, seed=cell.seed, train_subset=cell.subset, budget_epochs=study.epochs,
+        model_kwargs=cell.variant.model_kwargs, seed=cell.seed, train_subset=cell.subset,
+        budget_epochs=study.epochs_for(cell.subset),
         segments=[])
     record["segments"].append(segment)
     record["cpu_seconds"] = sum(s["cpu_seconds"] for s in record["segments"])
@@ -180,10 +181,10 @@ def run_study(study: Study, only: str | None = None, dry_run: bool = False, in_p
         _check_unchanged(state, study.train_config(state.cell))
     todo = [s for s in states if s.status != "done"]
     echo(f"study {study.name}: {len(cells)} cells ({len(states) - len(todo)} done, {len(todo)} to run), "
-         f"{study.epochs} epochs each, folder {study.root}")
+         f"{study.budget_text()}, folder {study.root}")
     failed = []
     for i, state in enumerate(states, 1):
-        line = f"[{i}/{len(states)}] {state.cell.id}: {_describe(state, study.epochs)}"
+        line = f"[{i}/{len(states)}] {state.cell.id}: {_describe(state, study.epochs_for(state.cell.subset))}"
         if state.status == "done" or dry_run:
             echo(line if state.status == "done" else f"{line}: {' '.join(_command(state))}")
             continue

@@ -3,7 +3,8 @@
     name: conv2former_kernel             # folder name: runs/studies/<name>/<cell>/
     description: Conv2Former Fig. 4a ...  # free text
     base: {preset: fashion_mnist_cpu, overrides: {img_size: 64, train_subset: 10000}}
-    budget: {epochs: 4}                  # the equal budget: every cell trains this many epochs
+    budget: {epochs: 4}                  # the equal budget: every cell trains this many epochs, or per subset:
+                                         # {epochs: {1000: 40, 5000: 10, all: 2}} (arms alike on each subset)
     seeds: [0, 1, 2]                     # or a count: 3
     subsets: [1000, 5000, null]          # train_subset sizes (null: the whole training split); default [null]
     reference: k7                        # the arm every other arm is tested against (default: the first variant)
@@ -102,7 +103,7 @@ class Study:
     path: Path
     preset: str | None
     base_overrides: dict[str, Any]
-    epochs: int
+    epochs: dict[int | None, int]  # training epochs per subset (the budget; every arm alike)
     seeds: tuple[int, ...]
     subsets: tuple[int | None, ...]
     variants: tuple[Variant, ...]
@@ -115,6 +116,17 @@ class Study:
     def root(self) -> Path:
         """Folder of the study's run folders: <runs_dir>/<name>."""
         return self.runs_dir / self.name
+
+    def epochs_for(self, subset: int | None) -> int:
+        return self.epochs[subset]
+
+    def budget_text(self) -> str:
+        """e.g. '4 epochs per cell' or '40 / 10 / 2 epochs per cell on 1000 / 5000 / all training images'."""
+        values = [self.epochs[s] for s in self.subsets]
+        if len(set(values)) == 1:
+            return f"{values[0]} epochs per cell"
+        names = " / ".join(str(s) if s is not None else "all" for s in self.subsets)
+        return f"{' / '.join(map(str, values))} epochs per cell on {names} training images"
 
     def variant(self, label: str) -> Variant:
         return next(v for v in self.variants if v.label == label)
@@ -135,7 +147,8 @@ class Study:
         values.update(self.base_overrides)
         values.update(cell.variant.overrides)
         values.update(model=cell.variant.model, model_kwargs=dict(cell.variant.model_kwargs), seed=cell.seed,
-                      train_subset=cell.subset, epochs=self.epochs, output=str(self.root), experiment=cell.id)
+                      train_subset=cell.subset, epochs=self.epochs_for(cell.subset), output=str(self.root),
+                      experiment=cell.id)
         return values
 
 
@@ -226,6 +239,19 @@ def _erf(where: str, value: Any, labels: tuple[str, ...]) -> ErfAnalysis:
     return ErfAnalysis(**value)
 
 
+def _epochs(where: str, value: Any, subsets: tuple[int | None, ...]) -> dict[int | None, int]:
+    """budget.epochs: one count for every subset, or a mapping {subset (or 'all'): count} covering each subset."""
+    if not isinstance(value, dict):
+        (count,) = _int_list(where, value, minimum=1)
+        return dict.fromkeys(subsets, count)
+    given = {None if key in ("all", None) else key: count for key, count in value.items()}
+    names = ", ".join(str(s) if s is not None else "all" for s in subsets)
+    if set(given) != set(subsets):
+        raise StudyError(f"{where}: a mapping needs exactly one entry per subset ({names}); got keys "
+                         f"{', '.join(map(str, value))}")
+    return {s: _int_list(f"{where}[{s if s is not None else 'all'}]", given[s], minimum=1)[0] for s in subsets}
+
+
 def load_study(path: str | Path, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Study:
     """Parse and check a study file (unknown keys, models, settings and budget are one-line StudyErrors)."""
     path = Path(path)
@@ -251,11 +277,11 @@ def load_study(path: str | Path, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Stu
         except ConfigError as err:
             raise StudyError(f"{where}: base.preset: {err}") from None
     budget = _check_keys(f"{where}: budget", data["budget"], BUDGET_KEYS, required=BUDGET_KEYS)
-    (epochs,) = _int_list(f"{where}: budget.epochs", budget["epochs"], minimum=1)
     seeds = data["seeds"]
     seeds = tuple(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0 else \
         _int_list(f"{where}: seeds", seeds)
     subsets = _int_list(f"{where}: subsets", data.get("subsets", [None]), allow_none=True, minimum=1)
+    epochs = _epochs(f"{where}: budget.epochs", budget["epochs"], subsets)
     if not isinstance(data["variants"], list) or not data["variants"]:
         raise StudyError(f"{where}: variants must be a non-empty list of {{label, model, ...}} mappings")
     variants = tuple(_variant(f"{where}: variant {i + 1}", v) for i, v in enumerate(data["variants"]))
