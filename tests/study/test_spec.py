@@ -70,6 +70,8 @@ def test_budget_per_subset(write_study, tmp_path):
      r"variant 'a': --hflip must be in \[0, 1\]"),
     ({"variants": [VARIANTS[0], VARIANTS[0]]}, r"labels must be unique; ls repeat"),
     ({"reference": "ref"}, r"reference 'ref' is not a variant label \(ls, dw\)"),
+    ({"variants": [{"label": "a", "model": "lsnet_test", "compare_to": "a"}]},
+     r"variant 'a': compare_to 'a' must be another variant's label"),
     ({"analysis": {"erf": {"variants": ["nope"]}}}, r"analysis.erf: variants must list labels"),
     ({"analysis": {"erff": {}}}, r"analysis: unknown key 'erff'"),
     ({"base": {"preset": "no_such_preset"}}, r"base.preset: config 'no_such_preset' not found"),

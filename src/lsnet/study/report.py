@@ -152,9 +152,10 @@ def summarize(study: Study, results: Sequence[CellResult], costs: bool = True) -
             summary.params, summary.gmacs = architecture_cost(cells[0].config)
         arms.append(summary)
     for summary in arms:
-        if summary.variant == study.reference:
+        ref_variant = study.reference_of(study.variant(summary.variant))
+        if ref_variant is None:
             continue
-        ref_arm = Cell(study.variant(study.reference), summary.subset, 0).arm
+        ref_arm = Cell(ref_variant, summary.subset, 0).arm
         if ref_arm not in by_arm:
             continue
         summary.reference = ref_arm
@@ -209,15 +210,15 @@ def erf_summaries(study: Study, results: Sequence[CellResult], out_dir: Path) ->
                 arm_cell[r.cell.arm] = r.cell
     rows = []
     for arm, cells in per_arm.items():
-        label = arm_cell[arm].variant.label
-        ref = Cell(study.variant(study.reference), arm_cell[arm].subset, 0).arm
+        ref_variant = study.reference_of(arm_cell[arm].variant)
+        ref = Cell(ref_variant, arm_cell[arm].subset, 0).arm if ref_variant is not None else None
         row: dict[str, Any] = dict(arm=arm, seeds=len(cells), stage=cells[0]["stage"], stride=cells[0]["stride"],
                                    img_size=cells[0]["img_size"])
         for key in [k for k in cells[0] if k.startswith(("A", "raw A"))] + ["r50", "r90", "gaussian_r2",
                                                                             "monotonicity"]:
             values = [c[key] for c in cells]
             row[key] = mean_std(values)
-            if label != study.reference and ref in per_arm:
+            if ref in per_arm:
                 row[f"{key} p"] = welch(values, [c[key] for c in per_arm[ref]])[2]
         length = min(len(c["radial_profile"]) for c in cells)  # the ERF centre, so the ring count, varies by seed
         row["radial_profile"] = np.mean([c["radial_profile"][:length] for c in cells], axis=0).tolist()
@@ -242,7 +243,7 @@ def markdown_table(study: Study, arms: Sequence[ArmSummary]) -> str:
             "p", "params M", "GMACs", "CPU-s / cell", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in arms:
-        ref = "(reference)" if a.reference is None and a.variant == study.reference else a.reference or "–"
+        ref = "(reference)" if study.reference_of(study.variant(a.variant)) is None else a.reference or "–"
         diff = f"{a.diff:+.2f} ({ref})" if a.diff is not None else ref
         lines.append("| " + " | ".join([
             a.arm, a.model, str(a.subset) if a.subset is not None else "all", str(len(a.seeds)), _pm(a.val),
@@ -359,7 +360,8 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
         f"Study file `{study.path}`; {len(results)} of {expected} cells finished. Budget: {study.budget_text()} "
         f"(every arm alike); seeds {', '.join(map(str, study.seeds))}. Selection: best.pth is the epoch with the "
         "best validation top-1 (held-out training images); the test split is scored once per cell with it. "
-        f"Welch's t-test on per-seed test top-1 against the reference arm ({study.reference}) where both arms have "
+        f"Welch's t-test on per-seed test top-1 against the reference arm ({study.reference}, or the arm a variant "
+        f"names in compare_to) where both arms have "
         f">= {MIN_SEEDS_FOR_TEST} seeds. Compute spent: {total_cpu / 3600:.2f} CPU-hours (process user + system "
         "time of the training processes, all cells).", "", markdown_table(study, arms)]
     if erf_rows:

@@ -11,6 +11,7 @@
     variants:
       - {label: k7, model: conv2former_test, model_kwargs: {kernel_size: 7}}
       - {label: k21, model: conv2former_test, model_kwargs: {kernel_size: 21}, overrides: {drop_path: 0.1}}
+      - {label: big, model: conv2former_n, compare_to: k21}    # tested against k21 instead of the reference
     analysis: {erf: {variants: [k7, k21], images: fashion-mnist, num_images: 32}}   # optional, run by the report
 
 Settings of a cell, lowest first: the preset < `quiet: true` < base.overrides < the variant's overrides < what the
@@ -39,7 +40,7 @@ DEFAULT_RUNS_DIR = "runs/studies"
 STUDY_KEYS = ("name", "description", "base", "budget", "seeds", "subsets", "reference", "variants", "analysis")
 BASE_KEYS = ("preset", "overrides")
 BUDGET_KEYS = ("epochs",)
-VARIANT_KEYS = ("label", "model", "model_kwargs", "overrides")
+VARIANT_KEYS = ("label", "model", "model_kwargs", "overrides", "compare_to")
 ANALYSIS_KEYS = ("erf",)
 ERF_KEYS = ("variants", "images", "num_images", "img_size", "stage", "mode", "thresholds", "batch_size")
 # settings the study fixes for every cell: a recipe override may not set them
@@ -60,6 +61,7 @@ class Variant:
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
+    compare_to: str | None = None  # the arm its t-tests are against (None: the study's reference)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,11 @@ class Study:
 
     def variant(self, label: str) -> Variant:
         return next(v for v in self.variants if v.label == label)
+
+    def reference_of(self, variant: Variant) -> Variant | None:
+        """The variant `variant` is tested against (None for the reference itself)."""
+        label = variant.compare_to or self.reference
+        return None if label == variant.label else self.variant(label)
 
     def cells(self) -> list[Cell]:
         """Every cell, variant-major, then subset, then seed (the order `lsnet study run` trains them in)."""
@@ -222,7 +229,7 @@ def _variant(where: str, value: Any) -> Variant:
     if not isinstance(kwargs, dict):
         raise StudyError(f"{where}: model_kwargs must be a mapping of constructor arguments; got {kwargs!r}")
     return Variant(label, _check_model(where, value["model"]), dict(kwargs),
-                   _overrides(f"{where}: overrides", value.get("overrides")))
+                   _overrides(f"{where}: overrides", value.get("overrides")), value.get("compare_to"))
 
 
 def _erf(where: str, value: Any, labels: tuple[str, ...]) -> ErfAnalysis:
@@ -292,6 +299,10 @@ def load_study(path: str | Path, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Stu
     reference = data.get("reference", labels[0])
     if reference not in labels:
         raise StudyError(f"{where}: reference {reference!r} is not a variant label ({', '.join(labels)})")
+    for v in variants:
+        if v.compare_to is not None and (v.compare_to not in labels or v.compare_to == v.label):
+            raise StudyError(f"{where}: variant {v.label!r}: compare_to {v.compare_to!r} must be another variant's "
+                             f"label ({', '.join(labels)})")
     analysis = _check_keys(f"{where}: analysis", data.get("analysis") or {}, ANALYSIS_KEYS)
     erf = _erf(f"{where}: analysis.erf", analysis["erf"], labels) if "erf" in analysis else None
     study = Study(name=name, path=path, preset=preset,
