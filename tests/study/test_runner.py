@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import sys
 import threading
 import time
 
@@ -114,3 +115,23 @@ def test_real_tiny_study_resumes_after_an_interruption(write_study, tmp_path, fa
     paths = write_report(study, plots=False)
     table = paths["markdown"].read_text()
     assert f"| ls-n300 | lsnet_test | 300 | 1 | {evaluated['best_val_top1']:.2f} | {evaluated['top1']:.2f} |" in table
+
+
+def test_subprocess_cells_log_their_output_and_failures_do_not_stop_the_study(write_study, tmp_path, monkeypatch):
+    """One process per cell: its output goes to train.log, its CPU time to cell.json; a failing cell is reported at
+    the end, after the other cells ran."""
+    script = ("import json, pathlib, sys; d = pathlib.Path(sys.argv[1]); sum(i * i for i in range(300000)); "
+              "print('training', d.name); bad = d.name.startswith('ls-n300-s0'); "
+              "bad or (d / 'eval.json').write_text(json.dumps({'top1': 1.0, 'split': 'test'})); "
+              "sys.exit(3 if bad else 0)")
+    monkeypatch.setattr(runner, "_command", lambda state: [sys.executable, "-c", script, str(state.run_dir)])
+    study = load_study(write_study(TINY), runs_dir=tmp_path / "runs")
+    lines = []
+    with pytest.raises(StudyError, match=r"1 cell\(s\) failed: ls-n300-s0; read their train.log"):
+        run_study(study, echo=lines.append)
+    assert sum("failed (exit status 3)" in line for line in lines) == 1
+    good = study.cell_dir(study.cells()[1])
+    assert "training ls-n300-s1" in (good / "train.log").read_text()
+    segment = json.loads((good / "cell.json").read_text())["segments"][0]
+    assert segment["mode"] == "subprocess" and segment["exit_status"] == 0 and segment["cpu_seconds"] > 0
+    assert all((study.cell_dir(c) / "eval.json").is_file() for c in study.cells()[1:])
