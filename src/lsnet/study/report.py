@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import yaml
 
 from .runner import EVAL, METRICS, read_cell_record
 from .spec import Cell, Study
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ["ArmSummary", "CellResult", "collect", "mean_std", "summarize", "welch", "write_report"]
 
@@ -380,6 +383,9 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
             {k: (v[0] if isinstance(v, tuple) else v) for k, v in row.items() if k != "radial_profile"}
             | {f"{k} std": v[1] for k, v in row.items() if isinstance(v, tuple)} for row in erf_rows])
     if plots and results:
-        for path in _plots(arms, results, erf_rows, out):
-            paths[path.stem] = path
+        try:
+            for path in _plots(arms, results, erf_rows, out):
+                paths[path.stem] = path
+        except ImportError as err:  # matplotlib is optional: the tables and CSVs are written anyway
+            _logger.warning(f"no plots: {err}")
     return paths

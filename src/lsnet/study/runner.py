@@ -5,8 +5,8 @@
 
 A cell whose run folder holds eval.json is finished and skipped; one with last.pth but no eval.json was interrupted
 and resumes from it (`lsnet train --resume`); any other starts afresh. Each cell runs as its own
-`python -m lsnet.cli.main train` process (or in this process with `in_process=True`), so threads, memory and
-random state never carry over between cells. Besides the engine's files the run folder gets
+`python -m lsnet.train` process (`lsnet train`'s entry point; or in this process with `in_process=True`), so
+threads, memory and random state never carry over between cells. Besides the engine's files the run folder gets
 
     cell.yaml   the settings the study asked for (a later run refuses to mix them with other settings)
     cell.json   the cell's identity and one record per training segment: wall and CPU seconds (the process's user +
@@ -90,7 +90,7 @@ def _check_unchanged(state: CellState, wanted: dict[str, Any]) -> None:
 
 
 def _command(state: CellState) -> list[str]:
-    base = [sys.executable, "-m", "lsnet.cli.main", "train"]
+    base = [sys.executable, "-m", "lsnet.train"]  # `lsnet train` without the CLI layer (imports point down)
     if state.status == "resume":
         return [*base, "--resume", str(state.run_dir)]
     return [*base, "--config", str(state.run_dir / CELL_CONFIG)]
