@@ -6,7 +6,8 @@ a markdown table, CSVs and plots; optionally the ERFs of the trained models.
 
 Per cell (read from its run folder): val top-1 of best.pth (the selection metric: metrics.jsonl / eval.json), the
 test top-1 the engine scored once with best.pth (eval.json), epochs, CPU and wall seconds (cell.json, written by
-the runner). Per arm: params and GMACs of the architecture (lsnet.analysis.flops at the training input size).
+the runner; the engine's own per-epoch training seconds are in cells.csv too). Per arm: params and GMACs of the
+architecture (lsnet.analysis.flops at the training input size).
 Welch's t-test (unequal variances, scipy.stats.ttest_ind) compares each arm's per-seed test top-1 with the
 reference variant's on the same subset, when both have at least 3 finished seeds.
 """
@@ -293,7 +294,8 @@ def _cell_row(r: CellResult) -> dict[str, Any]:
     return dict(cell=r.cell.id, arm=r.cell.arm, variant=r.cell.variant.label, model=r.cell.variant.model,
                 seed=r.cell.seed, train_subset=r.cell.subset if r.cell.subset is not None else "all",
                 val_top1=r.val_top1, test_top1=r.test_top1, test_split=r.test_split, best_epoch=r.best_epoch,
-                epochs=r.epochs, cpu_seconds=r.cpu_seconds, wall_seconds=r.wall_seconds, run_dir=str(r.run_dir))
+                epochs=r.epochs, cpu_seconds=r.cpu_seconds, wall_seconds=r.wall_seconds,
+                train_seconds=sum(row.get("train_seconds") or 0.0 for row in r.history), run_dir=str(r.run_dir))
 
 
 def _plots(arms: Sequence[ArmSummary], results: Sequence[CellResult], erf_rows: Sequence[dict[str, Any]],
