@@ -139,6 +139,32 @@ def _layer_norm_cf(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:
     return state[prefix + "weight"][:, None, None] * x + state[prefix + "bias"][:, None, None]
 
 
+@pytest.mark.parametrize("kernel_size", [5, 21])
+@pytest.mark.parametrize("fusion", FUSION_MODES)
+def test_conv_mod_fusion_and_kernel_size_by_value(fusion, kernel_size):
+    """The ablation switches (paper Fig. 4a kernel sizes, Fig. 4b / Table 6 fusions) against a hand-written ConvMod:
+    A = DWConv_kxk(GELU(W1 LN(x))), V = W2 LN(x), then A * V / A + V / sigmoid(A) * V, then the 1x1 projection."""
+    from lsnet.models.conv2former import ConvMod
+
+    torch.manual_seed(0)
+    mod = ConvMod(8, kernel_size, fusion).eval()
+    with torch.no_grad():
+        for param in mod.parameters():
+            param.normal_(0, 0.5)
+    state = {k: v.detach() for k, v in mod.state_dict().items()}
+    conv, gelu = torch.nn.functional.conv2d, torch.nn.functional.gelu
+    x = torch.randn(2, 8, 9, 11)
+    y = _layer_norm_cf(x, state, "norm.")
+    a = conv(gelu(conv(y, state["a_proj.weight"], state["a_proj.bias"])), state["a_conv.weight"],
+             state["a_conv.bias"], padding=kernel_size // 2, groups=8)
+    v = conv(y, state["v_proj.weight"], state["v_proj.bias"])
+    fused = {"hadamard": a * v, "sum": a + v, "sigmoid": torch.sigmoid(a) * v}[fusion]
+    want = conv(fused, state["proj.weight"], state["proj.bias"])
+    assert mod.a_conv.weight.shape == (8, 1, kernel_size, kernel_size)
+    with torch.no_grad():
+        torch.testing.assert_close(mod(x), want, rtol=1e-5, atol=1e-5)
+
+
 def _official_forward(state: dict, x: torch.Tensor, depths: tuple[int, ...]) -> torch.Tensor:
     """The official Conv2Former forward (eval; models/conv2former.py @ 94fd1c4), written against its state dict."""
     conv, gelu = torch.nn.functional.conv2d, torch.nn.functional.gelu

@@ -6,6 +6,7 @@ import time
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from timm.utils import reparameterize_model
 
 from contract import (
@@ -320,6 +321,35 @@ def test_without_lkp_ablation_variant():
     model = timm.create_model(TINY, lkp_kernel_size=0)
     assert not any("dw_large.conv" in n for n, _ in model.named_parameters())
     assert model(torch.randn(2, *TINY_INPUT)).shape == (2, 1000)
+
+
+STATIC = ("dw", "dw", "dw", "attn")  # the "no dynamic aggregation" ablation: a static depthwise conv for each LS conv
+
+
+def test_static_aggregation_ablation_is_a_plain_depthwise_conv():
+    """mixer "dw": x + BN(DWConv_kxk(x)) with that conv's own weights, k = ska_kernel_size; no LKP, no SKA left."""
+    torch.manual_seed(0)
+    model = timm.create_model(TINY, mixers=STATIC, ska_kernel_size=5).eval()
+    randomize_batchnorm(model)
+    assert not any("lkp" in n for n, _ in model.named_parameters())
+    mixer = model.stages[1].blocks[1].mixer
+    x = torch.randn(2, 32, 9, 7)
+    conv, bn = mixer.conv.conv, mixer.conv.bn
+    assert conv.weight.shape == (32, 1, 5, 5)
+    y = F.conv2d(x, conv.weight, padding=2, groups=32)
+    want = x + (y - bn.running_mean[:, None, None]) / (bn.running_var[:, None, None] + bn.eps).sqrt() \
+        * bn.weight[:, None, None] + bn.bias[:, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x), want)
+    attn = model.stages[3].blocks[1].mixer  # the attention stage keeps its mixer
+    assert attn.__class__.__name__ == "Attention"
+
+
+def test_static_aggregation_ablation_trains_and_fuses():
+    check_forward_backward(TINY, TINY_INPUT, mixers=STATIC)
+    check_fuse(TINY, TINY_INPUT, mixers=STATIC)
+    with pytest.raises(ValueError, match="mixers must be one of"):
+        timm.create_model(TINY, mixers=("ls", "ls", "static", "attn"))
 
 
 def test_timm_api_odds_and_ends():

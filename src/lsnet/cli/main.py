@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-VERBS = ("demo", "bench", "export", "train", "eval", "predict", "erf", "inspect", "robustness", "data")
+VERBS = ("demo", "bench", "export", "train", "eval", "predict", "erf", "inspect", "robustness", "data", "study")
 
 
 class Parser(argparse.ArgumentParser):

@@ -181,6 +181,21 @@ class Attention(nn.Module):
         return x + self.drop_path(self.proj(self.proj_act(out)))
 
 
+class StaticDWConv(nn.Module):
+    """x + drop_path(BN(DWConv_kxk(x))): LS convolution with SKA's per-pixel kernels replaced by one static depthwise
+    k x k kernel per channel, the "no dynamic aggregation" ablation (mixer "dw"). LKP goes too: it only predicts SKA's
+    kernels. x: (B, dim, H, W) -> (B, dim, H, W)."""
+
+    def __init__(self, dim: int, kernel_size: int = 3, drop_path: float = 0.0, device: _Device = None,
+                 dtype: torch.dtype | None = None):
+        super().__init__()
+        self.conv = ConvBN(dim, dim, kernel_size, groups=dim, device=device, dtype=dtype)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.conv(x))
+
+
 class FFN(nn.Module):
     """1x1 conv-BN expansion, ReLU, 1x1 conv-BN projection (BN weight 0 at init). x: (B, dim, H, W)."""
 
@@ -197,13 +212,14 @@ class FFN(nn.Module):
         return self.pw2(self.act(self.pw1(x)))
 
 
-MIXERS = ("repdw", "ls", "attn")
+MIXERS = ("repdw", "ls", "dw", "attn")
 
 
 class LSBlock(nn.Module):
     """One LSNet block: token mixer (residual inside) -> SE (RepVGG-DW blocks only) -> residual FFN.
 
-    mixer: "repdw" (RepVGG depthwise + SE), "ls" (LS convolution) or "attn" (self-attention).
+    mixer: "repdw" (RepVGG depthwise + SE), "ls" (LS convolution), "dw" (a static depthwise ska_kernel_size conv in
+    place of the LS convolution: the "no dynamic aggregation" ablation) or "attn" (self-attention).
     """
 
     def __init__(
@@ -230,6 +246,9 @@ class LSBlock(nn.Module):
         elif mixer == "ls":
             self.mixer = LSConv(dim, lkp_kernel_size, ska_kernel_size, kernel_groups, drop_path, **dd)
             self.se = nn.Identity()
+        elif mixer == "dw":
+            self.mixer = StaticDWConv(dim, ska_kernel_size, drop_path, **dd)
+            self.se = nn.Identity()
         elif mixer == "attn":
             self.mixer = Attention(dim, key_dim, num_heads, dim / (key_dim * num_heads), resolution, drop_path,
                                    attn_bias_resize, **dd)
@@ -247,7 +266,7 @@ class LSBlock(nn.Module):
 class LSNetStage(nn.Module):
     """Optional stride-2 downsampler (DW3x3-BN, 1x1-BN) then `depth` blocks.
 
-    Even block indices use RepVGG-DW + SE, odd ones the stage's `mixer` ("ls" or "attn").
+    Even block indices use RepVGG-DW + SE, odd ones the stage's `mixer` ("ls", "dw" or "attn").
     """
 
     def __init__(
@@ -289,7 +308,8 @@ class LSNet(nn.Module):
         embed_dim: channels of the four stages.
         depth: blocks per stage (stage 1 may be empty).
         num_heads: attention heads per stage (used where the stage's mixer is "attn").
-        mixers: odd-block mixer of each stage, "ls" or "attn".
+        mixers: odd-block mixer of each stage, "ls" or "attn" ("dw": a static depthwise conv in place of LS conv,
+            the "no dynamic aggregation" ablation, e.g. mixers=("dw", "dw", "dw", "attn")).
         img_size: training resolution; sets the size of the stage-4 attention-bias table (any input size runs).
         distilled: add a distillation head (eval output averages both heads).
         lkp_kernel_size: large depthwise kernel of LKP (0 = "w/o LKP" ablation).
@@ -330,6 +350,8 @@ class LSNet(nn.Module):
             )
         if global_pool not in ("avg", ""):
             raise ValueError(f"LSNet: global_pool must be 'avg' or '' (none); got {global_pool!r}")
+        if any(m not in MIXERS[1:] for m in mixers):
+            raise ValueError(f"LSNet: mixers must be one of {MIXERS[1:]} per stage; got {tuple(mixers)}")
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.global_pool = global_pool

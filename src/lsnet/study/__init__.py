@@ -1,0 +1,13 @@
+"""Studies: YAML matrices of training runs (variants x data subsets x seeds), run resumably through the training
+engine and aggregated into tables, CSVs and plots (`lsnet study run|report STUDY.yaml`).
+
+    from lsnet.study import load_study, run_study, write_report
+    study = load_study("studies/lsnet_ablations.yaml")
+    run_study(study)                  # skips finished cells, resumes interrupted ones
+    write_report(study)               # runs/studies/<name>/report/results.md, arms.csv, cells.csv, *.png
+"""
+from .report import write_report
+from .runner import run_study
+from .spec import Cell, Study, StudyError, Variant, load_study
+
+__all__ = ["Cell", "Study", "StudyError", "Variant", "load_study", "run_study", "write_report"]

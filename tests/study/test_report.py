@@ -1,0 +1,92 @@
+"""The study report's maths on a fixture of fake run folders: per-arm mean / sample std, Welch's t-test (against a
+hand-computed t and Welch-Satterthwaite p), params; and the files it writes."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+
+import pytest
+import timm
+import yaml
+from scipy import stats
+
+from lsnet.study import load_study, write_report
+from lsnet.study.report import collect, summarize, welch
+
+# per-seed (val top-1, test top-1, CPU-seconds); the third arm has only 2 seeds: no t-test
+NUMBERS = {
+    "ls": [(90.1, 89.5, 100.0), (90.7, 90.2, 110.0), (89.9, 89.9, 120.0)],
+    "dw": [(88.0, 87.1, 80.0), (88.6, 88.3, 85.0), (87.2, 86.0, 90.0)],
+    "wo": [(89.0, 88.8, 95.0), (89.4, 89.6, 96.0)],
+}
+
+
+@pytest.fixture
+def fake_study(write_study, tmp_path):
+    variants = [{"label": label, "model": "lsnet_test"} for label in NUMBERS]
+    variants[1]["model_kwargs"] = {"mixers": ["dw", "dw", "dw", "attn"]}
+    variants[2]["compare_to"] = "dw"  # tested against dw, not the reference ls
+    study = load_study(write_study(dict(budget={"epochs": 2}, seeds=3, subsets=[500], variants=variants)),
+                       runs_dir=tmp_path / "runs")
+    for cell in study.cells():
+        numbers = NUMBERS[cell.variant.label]
+        if cell.seed >= len(numbers):
+            continue  # unfinished: no folder
+        val, test, cpu = numbers[cell.seed]
+        run_dir = study.cell_dir(cell)
+        run_dir.mkdir(parents=True)
+        config = dict(study.train_config(cell), in_chans=1, num_classes=10, img_size=32)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        (run_dir / "metrics.jsonl").write_text(
+            "".join(json.dumps({"epoch": e, "val_top1": val - 2 + e, "train_seconds": 1.0}) + "\n" for e in (1, 2)))
+        (run_dir / "eval.json").write_text(json.dumps({"top1": test, "best_val_top1": val, "split": "test",
+                                                       "best_epoch": 2}))
+        (run_dir / "cell.json").write_text(json.dumps({"cpu_seconds": cpu, "wall_seconds": cpu / 2}))
+    return study
+
+
+def test_welch_against_hand_formula():
+    a, b = [89.5, 90.2, 89.9], [87.1, 88.3, 86.0]
+    va, vb = statistics.variance(a) / 3, statistics.variance(b) / 3
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)  # Welch-Satterthwaite
+    diff, got_t, got_p = welch(a, b)
+    assert diff == pytest.approx(statistics.mean(a) - statistics.mean(b))
+    assert got_t == pytest.approx(t) and got_p == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert all(math.isnan(v) for v in welch(a, b[:2])[1:])  # fewer than 3 values: no test
+
+
+def test_arm_summaries(fake_study):
+    results = collect(fake_study)
+    assert len(results) == 8  # 3 + 3 + 2 finished cells
+    arms = {a.arm: a for a in summarize(fake_study, results)}
+    ls, dw, wo = arms["ls-n500"], arms["dw-n500"], arms["wo-n500"]
+    for arm, label in ((ls, "ls"), (dw, "dw"), (wo, "wo")):
+        val, test, cpu = zip(*NUMBERS[label])
+        assert arm.val == pytest.approx((statistics.mean(val), statistics.stdev(val)))
+        assert arm.test == pytest.approx((statistics.mean(test), statistics.stdev(test)))
+        assert arm.cpu_seconds == pytest.approx((statistics.mean(cpu), statistics.stdev(cpu)))
+        assert arm.epochs[0] == 2
+    assert ls.reference is None and ls.t is None  # the reference arm
+    assert dw.reference == "ls-n500" and dw.t < 0 and dw.p < 0.05
+    assert wo.reference == "dw-n500" and math.isnan(wo.t) and wo.diff == pytest.approx(89.2 - 87.133333, abs=1e-5)
+    plain = timm.create_model("lsnet_test", in_chans=1, num_classes=10, img_size=32)
+    assert ls.params == sum(p.numel() for p in plain.parameters()) > dw.params
+    assert 0 < dw.gmacs < ls.gmacs
+
+
+def test_report_files(fake_study):
+    paths = write_report(fake_study)
+    for key in ("markdown", "arms_csv", "cells_csv", "accuracy_vs_params", "accuracy_vs_gmacs",
+                "accuracy_vs_cpu_seconds", "learning_curves"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0
+    table = paths["markdown"].read_text()
+    assert "8 of 9 cells finished" in table and "Budget: 2 epochs per cell" in table
+    assert "| dw-n500 | lsnet_test | 500 | 3 | 87.93 ± 0.70 | 87.13 ± 1.15 | -2.73 (ls-n500) |" in table
+    with open(paths["arms_csv"]) as f:
+        rows = {row["arm"]: row for row in csv.DictReader(f)}
+    assert float(rows["dw-n500"]["test_top1_mean"]) == pytest.approx(statistics.mean([87.1, 88.3, 86.0]))
+    with open(paths["cells_csv"]) as f:
+        assert len(list(csv.DictReader(f))) == 8
