@@ -117,6 +117,28 @@ def test_backbone_checkpoint_official_and_ours(tmp_path):
         "layer4.1.conv2.weight"])
 
 
+def test_detector_normalises_as_its_backbone_checkpoint_was_trained(tmp_path):
+    """A run checkpoint of grey Fashion-MNIST (mean 0.286, std 0.353): the detector normalises its RGB input with
+    those statistics, not ImageNet's, records them in detector_config, and a rebuild from that config keeps them."""
+    import timm
+
+    from lsnet.detection import build_detector
+
+    classifier = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    config = {"model": "resnet18", "num_classes": 10, "in_chans": 1, "mean": [0.286], "std": [0.353]}
+    torch.save({"model": classifier.state_dict(), "config": config}, tmp_path / "grey.pth")
+    for det in (retinanet("resnet18", num_classes=2, backbone_checkpoint=tmp_path / "grey.pth"),
+                mask_rcnn("resnet18", num_classes=2, backbone_checkpoint=tmp_path / "grey.pth")):
+        assert det.transform.image_mean == pytest.approx([0.286] * 3)
+        assert det.transform.image_std == pytest.approx([0.353] * 3)
+        rebuilt = build_detector(**det.detector_config)
+        assert rebuilt.transform.image_mean == det.transform.image_mean
+        assert rebuilt.transform.image_std == det.transform.image_std
+        image = torch.full((3, 64, 64), 0.286)  # the training mean -> exactly 0 after normalisation
+        assert torch.equal(det.transform.normalize(image), torch.zeros_like(image))
+    assert retinanet("resnet18", num_classes=2).transform.image_mean == pytest.approx([0.485, 0.456, 0.406])
+
+
 def test_bad_backbones(monkeypatch):
     with pytest.raises(BackboneError, match="coarser than the one before"):
         create_body("lkca_test")  # an isotropic model: every level at stride 4

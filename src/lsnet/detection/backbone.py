@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoints import create_model, fit_state_dict, read_checkpoint
+from ..data.factory import channel_stats
 
 
 class BackboneError(ValueError):
@@ -63,6 +64,13 @@ def create_body(name: str, *, min_stride: int = 1, max_levels: int = 4, pretrain
         raise BackboneError(f"backbone {name!r} has no feature level of stride >= {min_stride} (strides {strides})")
     if len(keep) < len(strides):  # e.g. ResNet's stride-2 level: rebuild with only the levels used
         body = _features_model(name, tuple(body.feature_info.out_indices[i] for i in keep), **load, **kwargs)
+    if checkpoint is not None and ckpt.config.get("mean") and ckpt.config.get("std"):
+        # the body computes what it learnt only on inputs normalised as in its training run (e.g. Fashion-MNIST's
+        # grey statistics, not ImageNet's): the detector normalises with these (see models._normalisation)
+        in_chans = kwargs.get("in_chans", 3)
+        body.pretrained_cfg = {**(getattr(body, "pretrained_cfg", None) or {}),
+                               "mean": channel_stats(ckpt.config["mean"], in_chans),
+                               "std": channel_stats(ckpt.config["std"], in_chans)}
     return body
 
 

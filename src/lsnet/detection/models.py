@@ -239,6 +239,8 @@ def _backbone(backbone: str, strides: tuple[int, ...], extra_convs_on_input: boo
 
 
 def _normalisation(backbone: DetectionBackbone) -> dict[str, Any]:
+    """Input mean / std of the body: its pretrained_cfg's (a backbone checkpoint's own, see create_body), else
+    ImageNet's. Recorded in `detector_config`, so a rebuilt detector normalises as the trained one did."""
     cfg = getattr(backbone.body, "pretrained_cfg", None) or {}
     return dict(image_mean=list(cfg.get("mean", (0.485, 0.456, 0.406))),
                 image_std=list(cfg.get("std", (0.229, 0.224, 0.225))))
@@ -275,9 +277,9 @@ def retinanet(backbone: str, num_classes: int, *, backbone_checkpoint: str | os.
     octave = [4 * 2 ** (i / 3) for i in range(3)]
     anchors = MMDetAnchorGenerator([[s * o for o in octave] for s in strides], [[0.5, 1.0, 2.0]] * len(strides),
                                    strides)
+    detector_kwargs = {**_normalisation(net), **detector_kwargs}
     settings = dict(score_thresh=0.05, nms_thresh=0.5, detections_per_img=100, fg_iou_thresh=0.5,
-                    bg_iou_thresh=0.4, topk_candidates=1000, size_divisible=32, **_normalisation(net))
-    settings.update(detector_kwargs)
+                    bg_iou_thresh=0.4, topk_candidates=1000, size_divisible=32, **detector_kwargs)
     head = RetinaNetHead(net.out_channels, anchors.num_anchors_per_location()[0], num_classes)
     model = LSNetRetinaNet(net, num_classes, min_size=min_size, max_size=max_size, anchor_generator=anchors,
                            head=head, **settings)
@@ -298,10 +300,11 @@ def _rcnn(cls: type, name: str, backbone: str, num_classes: int, masks: bool, *,
     strides = net.strides
     anchors = MMDetAnchorGenerator([[8 * s] for s in strides], [[0.5, 1.0, 2.0]] * len(strides), strides)
     names = [str(i) for i in range(ROI_LEVELS)]
+    detector_kwargs = {**_normalisation(net), **detector_kwargs}
     settings = dict(
         rpn_pre_nms_top_n_train=2000, rpn_post_nms_top_n_train=1000, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7, box_score_thresh=0.05, box_nms_thresh=0.5,
-        box_detections_per_img=100, size_divisible=32, **_normalisation(net),
+        box_detections_per_img=100, size_divisible=32,
         box_roi_pool=MMDetRoIAlign(names, 7, strides[:ROI_LEVELS]))
     if masks:
         settings["mask_roi_pool"] = MMDetRoIAlign(names, 14, strides[:ROI_LEVELS])
