@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
-from train_helpers import TINY_MODEL
+from train_helpers import TINY_MODEL, torchrun_two_ranks
 
 import lsnet.train.launch as launch
 from lsnet.cli.main import main
@@ -27,14 +24,7 @@ RANK_SCRIPT = textwrap.dedent("""
 
 
 def test_two_cpu_processes_end_with_identical_weights(folder_dir, tmp_path):
-    script = tmp_path / "rank.py"
-    script.write_text(RANK_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(folder_dir), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    done, rank0, rank1 = torchrun_two_ranks(RANK_SCRIPT, folder_dir, tmp_path, workdir=tmp_path)
     assert rank0.keys() == rank1.keys()
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), f"{name} differs between ranks"

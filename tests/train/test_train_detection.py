@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 from test_train_resume import KILL_AFTER_EPOCH_1, metrics
+from train_helpers import torchrun_two_ranks
 
 from lsnet.checkpoints import read_checkpoint
 from lsnet.cli.main import main
@@ -194,14 +195,7 @@ DDP_SCRIPT = textwrap.dedent("""
 
 def test_two_cpu_processes_train_one_detector(scenes, tmp_path):
     """DDP (gloo): both ranks end with the same weights; each rank detects its shard, COCOeval sees every image."""
-    script = tmp_path / "rank.py"
-    script.write_text(DDP_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(scenes), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    done, rank0, rank1 = torchrun_two_ranks(DDP_SCRIPT, scenes, tmp_path, workdir=tmp_path)
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
     saved = json.loads((tmp_path / "ddp" / "eval.json").read_text())
     assert saved["num_images"] == 5 and saved["split"] == "test"  # 5 images over 2 ranks: 3 + 2, each once

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,22 @@ TINY_MODEL = "lsnet_test"
 # fast flags for every tiny run: small model and images, no progress bars, no worker processes
 TINY_FLAGS = ["--model", TINY_MODEL, "--img-size", "32", "--batch-size", "8", "--workers", "0", "--quiet",
               "--warmup-epochs", "0", "--lr", "2e-3", "--threads", "1"]
+
+
+def torchrun_two_ranks(script: str, *args: str | Path, workdir: Path) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    """Run `script` (Python source that saves its parameters to <last arg>/rank<RANK>.pt) on 2 CPU processes under
+    torchrun; returns the finished process and both ranks' saved parameters."""
+    path = workdir / "rank.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(path), *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import torch
+
+    output = Path(args[-1])
+    rank0, rank1 = (torch.load(output / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    return done, rank0, rank1
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
