@@ -2,17 +2,15 @@
 one real tiny study (interrupted after its first epoch, then resumed, then reported)."""
 from __future__ import annotations
 
-import _thread
 import json
 import sys
-import threading
-import time
 
 import pytest
 import yaml
 
 import lsnet.study.runner as runner
 from lsnet.study import StudyError, load_study, run_study, write_report
+from lsnet.train import Trainer
 
 TINY = dict(budget={"epochs": 2}, seeds=[0, 1], subsets=[300],
             variants=[{"label": "ls", "model": "lsnet_test"}, {"label": "dw", "model": "lsnet_test"}])
@@ -78,7 +76,7 @@ def test_a_started_cell_keeps_its_settings(write_study, tmp_path, fake_training)
         run_study(study, in_process=True, echo=lambda line: None)
 
 
-def test_real_tiny_study_resumes_after_an_interruption(write_study, tmp_path, fashion_mnist_dir):
+def test_real_tiny_study_resumes_after_an_interruption(write_study, tmp_path, fashion_mnist_dir, monkeypatch):
     """lsnet_test at 32 px on 300 real Fashion-MNIST images: Ctrl-C after epoch 1, then the same command again."""
     data = dict(base={"overrides": dict(
         data_dir=str(fashion_mnist_dir), img_size=32, batch_size=32, lr=4e-3, warmup_epochs=0, val_size=200,
@@ -88,18 +86,17 @@ def test_real_tiny_study_resumes_after_an_interruption(write_study, tmp_path, fa
     study = load_study(write_study(data), runs_dir=tmp_path / "runs")
     run_dir = study.cell_dir(study.cells()[0])
     metrics = run_dir / "metrics.jsonl"
+    save = Trainer._save
 
-    def interrupt_after_first_epoch():  # metrics.jsonl is written last, after last.pth and best.pth
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= 1):
-            time.sleep(0.005)
-        _thread.interrupt_main()
+    def save_then_interrupt(trainer, epoch, is_best):  # Ctrl-C right after epoch 1's checkpoint and metrics line
+        save(trainer, epoch, is_best)
+        if epoch == 1:
+            raise KeyboardInterrupt
 
-    watcher = threading.Thread(target=interrupt_after_first_epoch, daemon=True)
-    watcher.start()
-    with pytest.raises(KeyboardInterrupt):
-        run_study(study, in_process=True, echo=lambda line: None)
-    watcher.join()
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_save", save_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, in_process=True, echo=lambda line: None)
     first_epoch = json.loads(metrics.read_text().splitlines()[0])
     assert not (run_dir / "eval.json").exists() and (run_dir / "last.pth").is_file()
 
