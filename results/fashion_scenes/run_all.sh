@@ -7,6 +7,8 @@
 # "from make run" rows, the `make run` LSNet-T classifier:
 #   lsnet data fashion-scenes --out data/fashion-scenes && make run
 #   sh results/fashion_scenes/run_all.sh runs/<make-run folder>/best.pth
+# The four RetinaNet rows ran (results/fashion_scenes/table.md, ~9-10 min each); the two Mask R-CNN rows have not
+# finished yet: the first was stopped after 15 min inside its single epoch (it shared the cores with a CI run).
 set -e
 CLS=${1:?pass the make-run classifier checkpoint, e.g. runs/<run>/best.pth}
 COMMON="--data-dir data/fashion-scenes --min-size 160 --max-size 160 --train-subset 1000 --epochs 2
