@@ -6,7 +6,7 @@
 # std ~700 at 160 px, initial focal loss ~200) -- batch statistics keep it at ~1.5. Needs the scenes and, for the
 # "from make run" rows, the `make run` LSNet-T classifier:
 #   lsnet data fashion-scenes --out data/fashion-scenes && make run
-#   sh results/fashion_scenes/run_all.sh runs/<make-run folder>/best.pth
+#   sh benchmarks/detection_cpu.sh runs/<make-run folder>/best.pth
 # The four RetinaNet rows ran (results/fashion_scenes/table.md, ~9-10 min each); the two Mask R-CNN rows have not
 # finished yet: the first was stopped after 15 min inside its single epoch (it shared the cores with a CI run).
 set -e

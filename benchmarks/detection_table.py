@@ -1,7 +1,7 @@
-"""The CPU table of the detection runs (results/fashion_scenes/run_all.sh): one row per run folder, from its files.
+"""The CPU table of the detection runs (benchmarks/detection_cpu.sh): one row per run folder, from its files.
 
-    python results/fashion_scenes/summarize.py runs/fashion_scenes > results/fashion_scenes/README_table.md
-    python results/fashion_scenes/summarize.py runs/fashion_scenes --copy results/fashion_scenes   # + summaries
+    python benchmarks/detection_table.py runs/fashion_scenes > results/fashion_scenes/table.md
+    python benchmarks/detection_table.py runs/fashion_scenes --copy results/fashion_scenes   # + summaries
 """
 from __future__ import annotations
 
