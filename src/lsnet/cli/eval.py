@@ -1,13 +1,15 @@
 """`lsnet eval`: a checkpoint's scores: top-1/top-5, per-class accuracy, confusion matrix and images/s of a
-classifier; COCO AP (bbox, segm) and per-class AP of a detector (the task comes from the checkpoint).
+classifier; COCO AP (bbox, segm) and per-class AP of a detector; mIoU, mAcc, aAcc and per-class IoU of a semantic
+segmenter (the task comes from the checkpoint).
 
     lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
     lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
     lsnet eval --checkpoint runs/<run>/best.pth --split val     # the run's validation images (held out with its seed)
     lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
     lsnet eval --task detection --checkpoint runs/<detection run>/best.pth --data-dir ~/coco --split val
+    lsnet eval --checkpoint runs/<semantic run>/best.pth --data-dir ~/ADEChallengeData2016 --split val
 
-Detection takes --data-dir, --split (train / val / test of the run, or a split name such as val2017), --subset,
+Detection and semantic segmentation take --data-dir, --split (train / val / test of the run), --subset,
 --batch-size, --workers, --device, --amp, --ema, --strict and --output; the other overrides are classification's.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
                            "(timm.utils.reparameterize_model)")
-    run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection)")
+    run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection, semantic)")
     run_group.add_argument("--workers", type=int, default=2)
     run_group.add_argument("--device", default="auto")
     run_group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -54,6 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from lsnet.checkpoints import read_checkpoint_config
     from lsnet.train import EvalResult, evaluate_checkpoint
+    from lsnet.train.tasks.semantic import SemanticResult
 
     if args.batch_size is None:
         task = args.task or read_checkpoint_config(args.checkpoint).get("task", "classification")
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(result, EvalResult):
         names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
         rows = [(name, f"{acc:6.2f}%") for name, acc in zip(names, result.per_class_accuracy)]
+    elif isinstance(result, SemanticResult):
+        print("  per-class IoU / Acc")
+        rows = [(name, f"{entry['IoU']:6.2f} / {entry['Acc']:6.2f}")
+                for name, entry in result.scores["per_class"].items()]
     else:  # detection: per-class AP of each IoU type
         kinds = list(result.scores)
         print(f"  per-class AP: {' / '.join(kinds)}")

@@ -41,6 +41,11 @@ class Batch:
     skipped: int = 0  # unreadable samples left out
 
 
+def default_split(present: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of `names` that is among the `present` splits (None when none is)."""
+    return next((name for name in names if name in present), None)
+
+
 class Task(ABC):
     """One kind of training run; one instance per process, built by the Trainer from the resolved config."""
 

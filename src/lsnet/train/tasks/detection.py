@@ -30,7 +30,7 @@ from torch import nn
 from ..distributed import DistState, all_gather_object, all_reduce_sum, broadcast_object, reduce_device
 from ..errors import ConfigError
 from ..evaluate import Throughput, autocast_context
-from .base import Batch, Task
+from .base import Batch, Task, default_split
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -62,10 +62,6 @@ class DetectionResult(Throughput):
         parts = [f"{kind} " + "  ".join(f"{name} {scores[name]:.1f}" for name in STAT_NAMES)
                  for kind, scores in self.scores.items()]
         return " | ".join(parts) + f"  {self.num_images} images  {self.images_per_sec:.1f} img/s"
-
-
-def _default_split(present: list[str], names: tuple[str, ...]) -> str | None:
-    return next((name for name in names if name in present), None)
 
 
 def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -104,9 +100,9 @@ class DetectionTask(Task):
         root = Path(cfg.data_dir).expanduser()
         present = coco_splits(root)
         if cfg.train_split not in present:
-            cfg.train_split = _default_split(present, (cfg.train_split, "train2017")) or cfg.train_split
-        cfg.val_split = cfg.val_split or _default_split(present, ("val", "val2017"))
-        cfg.test_split = cfg.test_split or _default_split(present, ("test",)) or "none"
+            cfg.train_split = default_split(present, (cfg.train_split, "train2017")) or cfg.train_split
+        cfg.val_split = cfg.val_split or default_split(present, ("val", "val2017"))
+        cfg.test_split = cfg.test_split or default_split(present, ("test",)) or "none"
         if not cfg.val_split and cfg.test_split == "none":
             raise ConfigError(f"{str(root)!r} has no validation or test split (annotations: "
                               f"{', '.join(present) or 'none'}); nothing would score the detector: pass --val-split "
