@@ -311,3 +311,11 @@ def test_inference_settings_reach_segment():
     assert inference_settings(cfg) == dict(mode="slide", short_side=None, size_divisor=None, crop_size=(32, 48),
                                            stride=(16, 24), flip=True, scales=(0.5, 1.0))
     assert inference_settings(cfg.to_dict()) == inference_settings(cfg)  # a checkpoint's stored settings
+
+
+def test_list_configs_shows_the_semantic_presets(capsys):
+    assert main(["train", "--list-configs"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "segmenter=semantic_fpn crop_size=[512, 512]" in lines["sem_fpn_lsnet_t_ade20k"]
+    assert "model=conv2former_n epochs=4 segmenter=upernet crop_size=[128, 128]" in \
+        lines["upernet_conv2former_n_fashion_scenes"]
