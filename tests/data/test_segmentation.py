@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import colorsys
 import math
+import pickle
 from contextlib import nullcontext
 
 import numpy as np
@@ -93,6 +94,11 @@ def test_pairs_layout_reads_a_fashion_scenes_build(real_fashion_mnist, tmp_path)
         assert mask.max() <= 10 and (mask > 0).any() and meta["file"].endswith(f"val/{i + 1:06d}.png")
     images, masks, metas = segmentation_collate([data[0], data[1]])
     assert [m["index"] for m in metas] == [0, 1] and torch.equal(masks[1], data[1][1]) and len(images) == 2
+    train = SegmentationFolder(tmp_path, "train", transforms=pickle.loads(pickle.dumps(
+        segmentation_transforms(True, crop_size=(48, 40), scale=(128, 64)))))  # loader workers pickle it
+    images, masks, metas = next(iter(torch.utils.data.DataLoader(train, batch_size=2, collate_fn=segmentation_collate)))
+    assert torch.stack(images).shape == (2, 3, 48, 40) and torch.stack(masks).shape == (2, 48, 40)
+    assert set(torch.stack(masks).unique().tolist()) <= set(range(11)) | {255} and metas[1]["size"] == (64, 64)
 
 
 def _bad_pair(root, case):
