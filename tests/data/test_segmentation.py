@@ -182,6 +182,10 @@ def test_truncated_image_fails_on_reading_with_the_file(tmp_path):
      r"no class list '.*classes.txt'; write one class name per line, line i naming label value i"),
     (lambda root: (pairs_folder(root), (root / "labels" / "classes.txt").write_text("a\n\nb\n")),
      r"class list '.*classes.txt' has empty line\(s\) \[2\]; write one class name per line"),
+    (lambda root: (pairs_folder(root), (root / "labels" / "classes.txt").write_text("\n\n")),
+     r"class list '.*classes.txt' is empty; write one class name per line"),
+    (lambda root: (pairs_folder(root), (root / "labels" / "classes.txt").write_text("c\n" * 256)),
+     r"class list '.*classes.txt' names 256 classes, but label value 255 means 'ignore'; use at most 255 classes"),
     (lambda root: (pairs_folder(root, n=0), save(root / "train" / "x.png", np.zeros((2, 2), np.uint8))),
      r"no usable image/label pairs in '.*train' and '.*labels/train' \(1 images, skipped: {'missing label': 1}\); put"),
 ])

@@ -54,7 +54,6 @@ ADE20K_CLASSES = (
 )
 LABEL_IGNORE = 255  # the label-PNG value of pixels to ignore, in both layouts
 LABEL_MODES = ("L", "P", "I;16", "I")  # single-channel integer PNGs (P: the palette indices are the labels)
-LAYOUTS = ("ade20k", "pairs")
 SCAN_THREADS = min(8, os.cpu_count() or 1)  # threads checking the pairs when a data set is built
 SCAN_CHUNK = 256  # pairs checked per round (a `subset` stops after the round that fills it)
 
