@@ -194,6 +194,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         return samples, skipped
 
     def _problem(self, pair: tuple[Path, Path]) -> _BadPair | None:
+        """What is wrong with an (image, label) pair, or None (a thread-pool task)."""
         try:
             self._check_pair(*pair)
         except _BadPair as bad:
