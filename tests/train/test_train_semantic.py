@@ -170,8 +170,8 @@ DDP_SCRIPT = textwrap.dedent("""
     scenes, output = sys.argv[1], sys.argv[2]
     result = train(task="semantic", segmenter="semantic_fpn", model="test_resnet", data_dir=scenes, output=output,
                    experiment="ddp", epochs=1, crop_size=[64, 64], seg_scale=[64, 64], short_side=None, batch_size=2,
-                   eval_batch_size=1, workers=0, quiet=True, warmup_epochs=0, lr=1e-3, threads=1, freeze_bn=False, train_subset=8,
-                   val_subset=6, test_subset=5)
+                   eval_batch_size=1, workers=0, quiet=True, warmup_epochs=0, lr=1e-3, threads=1, freeze_bn=False,
+                   train_subset=8, val_subset=6, test_subset=5)
     params = {k: v.detach().clone() for k, v in result.model.named_parameters()}
     torch.save(params, os.path.join(output, "rank" + os.environ["RANK"] + ".pt"))
 """)
