@@ -91,7 +91,8 @@ def test_semantic_run_folder(learned):
     assert f"best val mIoU {result.best_val_metric:.2f} at epoch {result.best_epoch}" in report
     trouser = saved["per_class"]["Trouser"]
     assert f"| Trouser | {trouser['IoU']:.2f} | {trouser['Acc']:.2f} |" in report
-    assert "## Per-class IoU (test" in report and 'sched: "poly"' in report
+    assert "on 48 val images (labels/val)" in report and "## Per-class IoU (test" in report
+    assert 'sched: "poly"' in report
 
 
 def test_eval_cli_scores_the_checkpoint_as_the_run_did(learned, tmp_path, capsys):
@@ -100,7 +101,7 @@ def test_eval_cli_scores_the_checkpoint_as_the_run_did(learned, tmp_path, capsys
     same = ["--batch-size", "16", "--workers", "0", "--quiet"]
     assert main(["eval", "--checkpoint", str(run / "best.pth"), *same, "--output", str(tmp_path / "pth")]) == 0
     out = capsys.readouterr().out
-    assert "semantic_fpn test_resnet on fashion-scenes test split (split test): test mIoU" in out
+    assert "semantic_fpn test_resnet on fashion-scenes test split (labels/test): test mIoU" in out
     assert "per-class IoU / Acc" in out and "Ankle boot" in out
     assert main(["eval", "--task", "semantic", "--checkpoint", str(run / "best.safetensors"), *same,
                  "--output", str(tmp_path / "st")]) == 0

@@ -75,6 +75,11 @@ def inference_settings(cfg) -> dict[str, Any]:
                 scales=tuple(get("test_scales")))
 
 
+def label_source(data) -> str:
+    """Where a SegmentationFolder's labels come from, e.g. 'labels/val' or 'annotations/validation'."""
+    return data.label_dir.relative_to(data.root).as_posix()
+
+
 def predict_labels(model: nn.Module, images: list[torch.Tensor], settings: dict[str, Any]) -> list[torch.Tensor]:
     """Class maps (H, W) int64 of (3, H, W) float [0, 1] images, each at its own size; images of one size are run
     as one batch."""
@@ -185,7 +190,7 @@ class SemanticTask(Task):
 
         val_set = split(cfg.val_split, cfg.val_subset) if cfg.val_split else None
         test_set = split(cfg.test_split, cfg.test_subset) if cfg.test_split != "none" else None
-        return self.train_set, val_set, test_set, f"split {cfg.val_split}" if cfg.val_split else "none"
+        return self.train_set, val_set, test_set, label_source(val_set) if val_set is not None else "none"
 
     # ---- one training step
     def unpack(self, batch) -> Batch:
@@ -314,7 +319,7 @@ class SemanticTask(Task):
         amp_dtype = getattr(torch, meta.get("amp_dtype") or "bfloat16") if amp else None
         result = task.evaluate(model.to(torch_device), loader, desc=split, amp_dtype=amp_dtype, progress=progress)
         result.extra.update(checkpoint=str(getattr(checkpoint, "path", checkpoint)), model=task.model_label(),
-                            dataset=Path(cfg.data_dir).name, split=split, split_source=f"split {split_name}",
+                            dataset=Path(cfg.data_dir).name, split=split, split_source=label_source(data),
                             ema=bool(meta.get("ema_loaded")))
         if output is not None:
             output = Path(output)
