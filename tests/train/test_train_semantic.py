@@ -320,3 +320,13 @@ def test_list_configs_shows_the_semantic_presets(capsys):
     assert "segmenter=semantic_fpn crop_size=[512, 512]" in lines["sem_fpn_lsnet_t_ade20k"]
     assert "model=conv2former_n epochs=4 segmenter=upernet crop_size=[128, 128]" in \
         lines["upernet_conv2former_n_fashion_scenes"]
+
+
+def test_semantic_loaders_name_the_wrong_checkpoint(tiny_run, capsys):
+    from lsnet.train import ConfigError
+    from lsnet.train.tasks.semantic import load_segmenter
+
+    with pytest.raises(ConfigError, match=r"not a checkpoint of `lsnet train --task semantic` \(no segmenter config"):
+        load_segmenter(tiny_run / "best.pth")
+    assert main(["eval", "--task", "semantic", "--checkpoint", str(tiny_run / "best.pth")]) == 1
+    assert "holds a classification run, not semantic; drop --task" in capsys.readouterr().err
