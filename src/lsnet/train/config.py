@@ -177,8 +177,8 @@ class TrainConfig:
     seg_scale: list = _f([2048, 512], "semantic", "training resize scale LONG SHORT, multiplied by a random ratio in "
                          "--ratio-range (mmseg's Resize img_scale, keep ratio)", type=int, nargs=2)
     ratio_range: list = _f([0.5, 2.0], "semantic", "random resize ratio range MIN MAX", type=float, nargs=2)
-    cat_max_ratio: float = _f(0.75, "semantic", "random crops are redrawn (up to 10 times) while one class covers more "
-                              "than this fraction of the crop (1.0: off)", type=float)
+    cat_max_ratio: float = _f(0.75, "semantic", "random crops are redrawn (up to 10 times) while one class covers at "
+                              "least this fraction of the crop's labelled pixels (1.0: off)", type=float)
     photometric: bool = _f(True, "semantic", "photometric distortion of training crops (brightness, contrast, "
                            "saturation, hue; mmseg's PhotoMetricDistortion)")
     ignore_index: int = _f(255, "semantic", "label value that is neither trained nor scored", type=int)
@@ -189,8 +189,8 @@ class TrainConfig:
     short_side: int | None = _f(512, "semantic", "evaluation resizes the shorter image side to this, keeping the "
                                 "aspect ratio ('none': native size); scores are at the label's size",
                                 type=optional_int)
-    size_divisor: int | None = _f(32, "semantic", "whole-image inference pads to a multiple of this ('none': no "
-                                  "padding)", type=optional_int)
+    size_divisor: int | None = _f(32, "semantic", "evaluation resizes each side up to a multiple of this "
+                                  "(mmseg's AlignResize; 'none': no rounding)", type=optional_int)
     test_stride: list = _f([341, 341], "semantic", "slide-inference window stride HEIGHT WIDTH", type=int, nargs=2)
     test_flip: bool = _f(False, "semantic", "also predict the flipped image and average")
     test_scales: list = _f([1.0], "semantic", "test-time scales (of --short-side) averaged; one scale by default",
