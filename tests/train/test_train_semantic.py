@@ -318,7 +318,7 @@ def test_list_configs_shows_the_semantic_presets(capsys):
     assert main(["train", "--list-configs"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "segmenter=semantic_fpn crop_size=[512, 512]" in lines["sem_fpn_lsnet_t_ade20k"]
-    assert "model=conv2former_n epochs=4 segmenter=upernet crop_size=[128, 128]" in \
+    assert "model=conv2former_n epochs=3 segmenter=upernet crop_size=[128, 128]" in \
         lines["upernet_conv2former_n_fashion_scenes"]
 
 
