@@ -189,3 +189,9 @@ def test_bad_arguments_are_one_line():
         upernet("lsnet_t", num_classes=3, aux_in_index=4, **SMALL_UPER)
     with pytest.raises(ValueError, match=r"must be \(B, 3, H, W\)"):
         semantic_fpn("lsnet_t", num_classes=3)(torch.rand(3, 32, 32))
+
+
+def test_upernet_conv2former_t_has_the_papers_parameter_count():
+    """Conv2Former paper Table 9: UperNet + Conv2Former-T on ADE20K (150 classes, auxiliary head included): 56M."""
+    seg = upernet("conv2former_t", num_classes=150)
+    assert round(sum(p.numel() for p in seg.parameters()) / 1e6) == 56
