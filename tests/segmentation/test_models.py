@@ -159,6 +159,22 @@ def test_input_is_normalised_with_the_body_statistics():
     assert not any("image_mean" in k for k in seg.state_dict())
 
 
+def test_backbone_checkpoint_initialises_the_body_and_its_normalisation(tmp_path):
+    """A grey Fashion-MNIST run checkpoint (mean 0.286, std 0.353) of resnet18: its weights fill the body, the model
+    normalises with its statistics, records them, and a rebuild from segmenter_config keeps them."""
+    import timm
+
+    classifier = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    config = {"model": "resnet18", "num_classes": 10, "in_chans": 1, "mean": [0.286], "std": [0.353]}
+    torch.save({"model": classifier.state_dict(), "config": config}, tmp_path / "grey.pth")
+    seg = semantic_fpn("resnet18", num_classes=2, backbone_checkpoint=tmp_path / "grey.pth")
+    assert torch.equal(seg.body.state_dict()["layer4.1.conv2.weight"], classifier.state_dict()["layer4.1.conv2.weight"])
+    assert seg.segmenter_config["image_mean"] == pytest.approx([0.286] * 3)
+    assert seg.segmenter_config["image_std"] == pytest.approx([0.353] * 3)
+    rebuilt = build_segmenter(**seg.segmenter_config)
+    assert torch.equal(rebuilt.image_mean, seg.image_mean) and torch.equal(rebuilt.image_std, seg.image_std)
+
+
 @pytest.mark.parametrize("builder", [semantic_fpn, upernet])
 def test_config_rebuilds_and_checkpoint_round_trips(builder, tmp_path):
     kwargs = SMALL_UPER if builder is upernet else {}
