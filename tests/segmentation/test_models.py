@@ -106,7 +106,7 @@ def test_upernet_layout_is_mmsegs():
 
 @pytest.mark.parametrize("builder, backbone, size", [
     (semantic_fpn, "lsnet_t", (509, 383)), (semantic_fpn, "resnet18", (509, 383)), (upernet, "lsnet_t", (157, 109)),
-    (upernet, "conv2former_n", (157, 109)),
+    (upernet, "conv2former_test", (157, 109)), (semantic_fpn, "efficientvit_m4", (157, 109)),
 ])
 def test_logits_have_the_input_size_at_odd_sizes(builder, backbone, size):
     """Odd sizes, no multiple of any stride; the logits are the head's (at its own stride) resized bilinearly
@@ -119,17 +119,19 @@ def test_logits_have_the_input_size_at_odd_sizes(builder, backbone, size):
         out = seg(torch.rand(1, 3, *size))
     assert list(out) == ["out"] and out["out"].shape == (1, 3, *size)
     assert logits[0].shape[-1] <= math.ceil(size[1] / seg.body.feature_info.reduction()[0])
+    if builder is semantic_fpn:  # one FPN level per body level of stride >= 4 (EfficientViT-M4: 16, 32, 64)
+        assert seg.neck.strides == seg.decode_head.strides == tuple(seg.body.feature_info.reduction())
     torch.testing.assert_close(out["out"], F.interpolate(logits[0], size=size, mode="bilinear", align_corners=False))
 
 
 def test_aux_head_only_in_training_and_at_the_input_size():
-    seg = upernet("lsnet_t", num_classes=4, **SMALL_UPER)
+    seg = upernet("resnet18", num_classes=4, **SMALL_UPER)
     seg.train()
     out = seg(torch.rand(2, 3, 45, 37))
     assert list(out) == ["out", "aux"] and out["aux"].shape == out["out"].shape == (2, 4, 45, 37)
     with torch.no_grad():
         assert list(seg.eval()(torch.rand(1, 3, 45, 37))) == ["out"]
-    assert list(upernet("lsnet_t", num_classes=4, aux_head=False, **SMALL_UPER).train()(
+    assert list(upernet("resnet18", num_classes=4, aux_head=False, **SMALL_UPER).train()(
         torch.rand(2, 3, 64, 64))) == ["out"]
 
 
