@@ -106,7 +106,7 @@ def test_upernet_layout_is_mmsegs():
 
 @pytest.mark.parametrize("builder, backbone, size", [
     (semantic_fpn, "lsnet_t", (509, 383)), (semantic_fpn, "resnet18", (509, 383)), (upernet, "lsnet_t", (157, 109)),
-    (upernet, "conv2former_n", (157, 109)),
+    (upernet, "conv2former_test", (157, 109)), (semantic_fpn, "efficientvit_m4", (157, 109)),
 ])
 def test_logits_have_the_input_size_at_odd_sizes(builder, backbone, size):
     """Odd sizes, no multiple of any stride; the logits are the head's (at its own stride) resized bilinearly
@@ -119,17 +119,19 @@ def test_logits_have_the_input_size_at_odd_sizes(builder, backbone, size):
         out = seg(torch.rand(1, 3, *size))
     assert list(out) == ["out"] and out["out"].shape == (1, 3, *size)
     assert logits[0].shape[-1] <= math.ceil(size[1] / seg.body.feature_info.reduction()[0])
+    if builder is semantic_fpn:  # one FPN level per body level of stride >= 4 (EfficientViT-M4: 16, 32, 64)
+        assert seg.neck.strides == seg.decode_head.strides == tuple(seg.body.feature_info.reduction())
     torch.testing.assert_close(out["out"], F.interpolate(logits[0], size=size, mode="bilinear", align_corners=False))
 
 
 def test_aux_head_only_in_training_and_at_the_input_size():
-    seg = upernet("lsnet_t", num_classes=4, **SMALL_UPER)
+    seg = upernet("resnet18", num_classes=4, **SMALL_UPER)
     seg.train()
     out = seg(torch.rand(2, 3, 45, 37))
     assert list(out) == ["out", "aux"] and out["aux"].shape == out["out"].shape == (2, 4, 45, 37)
     with torch.no_grad():
         assert list(seg.eval()(torch.rand(1, 3, 45, 37))) == ["out"]
-    assert list(upernet("lsnet_t", num_classes=4, aux_head=False, **SMALL_UPER).train()(
+    assert list(upernet("resnet18", num_classes=4, aux_head=False, **SMALL_UPER).train()(
         torch.rand(2, 3, 64, 64))) == ["out"]
 
 
@@ -157,6 +159,22 @@ def test_input_is_normalised_with_the_body_statistics():
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     torch.testing.assert_close(seen[0], (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
     assert not any("image_mean" in k for k in seg.state_dict())
+
+
+def test_backbone_checkpoint_initialises_the_body_and_its_normalisation(tmp_path):
+    """A grey Fashion-MNIST run checkpoint (mean 0.286, std 0.353) of resnet18: its weights fill the body, the model
+    normalises with its statistics, records them, and a rebuild from segmenter_config keeps them."""
+    import timm
+
+    classifier = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    config = {"model": "resnet18", "num_classes": 10, "in_chans": 1, "mean": [0.286], "std": [0.353]}
+    torch.save({"model": classifier.state_dict(), "config": config}, tmp_path / "grey.pth")
+    seg = semantic_fpn("resnet18", num_classes=2, backbone_checkpoint=tmp_path / "grey.pth")
+    assert torch.equal(seg.body.state_dict()["layer4.1.conv2.weight"], classifier.state_dict()["layer4.1.conv2.weight"])
+    assert seg.segmenter_config["image_mean"] == pytest.approx([0.286] * 3)
+    assert seg.segmenter_config["image_std"] == pytest.approx([0.353] * 3)
+    rebuilt = build_segmenter(**seg.segmenter_config)
+    assert torch.equal(rebuilt.image_mean, seg.image_mean) and torch.equal(rebuilt.image_std, seg.image_std)
 
 
 @pytest.mark.parametrize("builder", [semantic_fpn, upernet])
@@ -189,3 +207,9 @@ def test_bad_arguments_are_one_line():
         upernet("lsnet_t", num_classes=3, aux_in_index=4, **SMALL_UPER)
     with pytest.raises(ValueError, match=r"must be \(B, 3, H, W\)"):
         semantic_fpn("lsnet_t", num_classes=3)(torch.rand(3, 32, 32))
+
+
+def test_upernet_conv2former_t_has_the_papers_parameter_count():
+    """Conv2Former paper Table 9: UperNet + Conv2Former-T on ADE20K (150 classes, auxiliary head included): 56M."""
+    seg = upernet("conv2former_t", num_classes=150)
+    assert round(sum(p.numel() for p in seg.parameters()) / 1e6) == 56

@@ -23,9 +23,9 @@ import torch
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int = 255) -> torch.Tensor:
-    """(K, K) int64 matrix, rows = ground-truth class, columns = predicted class, over the pixels whose target is
-    not `ignore_index`. pred, target: integer label maps of one shape ((H, W) or (B, H, W)), values 0..K-1
-    (targets may also be ignore_index)."""
+    """(K, K) int64 matrix on the inputs' device, rows = ground-truth class, columns = predicted class, over the
+    pixels whose target is not `ignore_index`. pred, target: integer label maps of one shape ((H, W) or (B, H, W)),
+    values 0..K-1 (targets may also be ignore_index)."""
     if pred.shape != target.shape:
         raise ValueError(f"confusion_matrix: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ "
                          "in shape; resize the prediction to the label's size (inference.segment does) before scoring")
@@ -40,7 +40,7 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                              f"0..{num_classes - 1} (and not the ignore index {ignore_index}); check num_classes and "
                              "the dataset's label mapping")
     counts = torch.bincount(target * num_classes + pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).cpu()
+    return counts.reshape(num_classes, num_classes)
 
 
 def segmentation_scores(matrix: torch.Tensor | np.ndarray, classes: Sequence[str] | None = None) -> dict:
