@@ -330,3 +330,38 @@ def test_semantic_loaders_name_the_wrong_checkpoint(tiny_run, capsys):
         load_segmenter(tiny_run / "best.pth")
     assert main(["eval", "--task", "semantic", "--checkpoint", str(tiny_run / "best.pth")]) == 1
     assert "holds a classification run, not semantic; drop --task" in capsys.readouterr().err
+
+
+def test_eval_cli_overrides_the_inference_settings(learned, scenes, tmp_path, capsys):
+    """`lsnet eval --test-mode slide --test-flip --test-scales ...` scores as `segment` with those settings does."""
+    from lsnet.segmentation.inference import segment
+    from lsnet.segmentation.metrics import confusion_matrix
+    from lsnet.train.tasks.semantic import load_segmenter
+
+    _, result = learned
+    run = result.run_dir
+    assert main(["eval", "--checkpoint", str(run / "best.pth"), "--subset", "6", "--workers", "0", "--quiet",
+                 "--test-mode", "slide", "--test-flip", "--test-scales", "0.75", "1.5", "--output", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["inference"]["mode"] == "slide" and saved["inference"]["scales"] == [0.75, 1.5]
+    model, _ = load_segmenter(run / "best.pth")
+    matrix = torch.zeros(11, 11, dtype=torch.int64)
+    for path in sorted((scenes / "test").glob("*.png"))[:6]:
+        pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+        label = torch.from_numpy(np.asarray(Image.open(scenes / "labels" / "test" / path.name)).astype(np.int64))
+        probs = segment(model, pixels[None].float() / 255, mode="slide", short_side=None, crop_size=(64, 64),
+                        stride=(341, 341), flip=True, scales=(0.75, 1.5))
+        matrix += confusion_matrix(probs[0].argmax(0), label, 11)
+    assert saved["confusion_matrix"] == matrix.tolist()
+    plain = read_checkpoint(run / "best.pth").content["metadata"]
+    assert (plain["test_mode"], plain["test_flip"]) == ("whole", False)  # the run's own settings are untouched
+    assert main(["eval", "--checkpoint", str(run / "best.pth"), "--short-side", "none", "--subset", "2", "--workers",
+                 "0", "--quiet", "--output", str(tmp_path / "native")]) == 0
+    assert json.loads((tmp_path / "native" / "eval.json").read_text())["inference"]["short_side"] is None
+    capsys.readouterr()
+
+
+def test_inference_flags_are_refused_for_other_tasks(tiny_run, capsys):
+    assert main(["eval", "--checkpoint", str(tiny_run / "best.pth"), "--test-flip"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--test-flip: inference settings of semantic-segmentation checkpoints" in err and "\n" not in err

@@ -11,13 +11,18 @@ segmenter (the task comes from the checkpoint).
 
 Detection and semantic segmentation take --data-dir, --split (train / val / test of the run), --subset,
 --batch-size, --workers, --device, --amp, --ema, --strict and --output; the other overrides are classification's.
+Semantic checkpoints are scored with the run's inference settings unless --test-mode, --short-side, --test-flip or
+--test-scales say otherwise (e.g. --test-mode slide, --test-flip --test-scales 0.75 1.0 1.25 for multi-scale).
 """
 from __future__ import annotations
 
 import argparse
 
+INFERENCE_FLAGS = ("test_mode", "short_side", "test_flip", "test_scales")  # semantic checkpoints only
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from lsnet.train.config import TEST_MODES, optional_int
     from lsnet.train.tasks import TASKS
 
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
@@ -40,6 +45,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     group.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                        help="evaluate the EMA weights (default: when the run used EMA)")
+    seg = parser.add_argument_group("semantic inference (default: the run's own, as `lsnet train` set them)")
+    unset = argparse.SUPPRESS  # given flags only: --short-side none is a setting
+    seg.add_argument("--test-mode", choices=TEST_MODES, default=unset, help="'whole' image or 'slide' windows")
+    seg.add_argument("--short-side", type=optional_int, default=unset,
+                     help="resize the shorter side to this ('none': native size)")
+    seg.add_argument("--test-flip", action=argparse.BooleanOptionalAction, default=unset,
+                     help="also predict the flipped image and average")
+    seg.add_argument("--test-scales", type=float, nargs="+", default=unset, help="test-time scales averaged")
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
                            "(timm.utils.reparameterize_model)")
@@ -66,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split, img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes,
         batch_size=args.batch_size, workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device,
         amp=args.amp, use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
-        progress=not args.quiet)
+        progress=not args.quiet, inference={name: getattr(args, name) for name in INFERENCE_FLAGS
+                                            if hasattr(args, name)})
     extra = result.extra
     fused = " (fused)" if args.fuse else ""
     print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']} split ({extra['split_source']}): "

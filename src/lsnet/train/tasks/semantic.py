@@ -288,10 +288,11 @@ class SemanticTask(Task):
     def evaluate_checkpoint(cls, checkpoint, *, data_dir: str | None = None, split: str | None = None,
                             batch_size: int = 2, workers: int = 2, subset: int | None = None, device: str = "auto",
                             amp: bool | None = None, use_ema: bool | None = None, strict: bool = False,
-                            output: str | Path | None = None, progress: bool = False) -> SemanticResult:
+                            output: str | Path | None = None, progress: bool = False,
+                            inference: dict[str, Any] | None = None) -> SemanticResult:
         """mIoU of a semantic run's checkpoint on one of its splits ('train', 'val', 'test' or a split name; default:
         test when the run had one, else val), on its --data-dir unless `data_dir` is given, with the run's inference
-        settings."""
+        settings updated by `inference` (TrainConfig names: test_mode, short_side, test_flip, test_scales, ...)."""
         from ..builders import ShardSampler, create_loader
         from ..config import TrainConfig
         from ..distributed import resolve_device
@@ -306,7 +307,8 @@ class SemanticTask(Task):
         settings = {k: meta[k] for k in ("segmenter", "model", "num_classes", "ignore_index", "test_mode",
                                          "short_side", "size_divisor", "crop_size", "test_stride", "test_flip",
                                          "test_scales")}
-        cfg = TrainConfig(task="semantic", data_dir=data_dir or meta["data_dir"], strict=strict, **settings)
+        cfg = TrainConfig(task="semantic", data_dir=data_dir or meta["data_dir"], strict=strict,
+                          **{**settings, **(inference or {})})
         task = cls(cfg, DistState(device=torch_device))
         task.classes = tuple(meta["classes"])
         data = task._folder(split_name, train=False, subset=subset)
@@ -320,7 +322,7 @@ class SemanticTask(Task):
         result = task.evaluate(model.to(torch_device), loader, desc=split, amp_dtype=amp_dtype, progress=progress)
         result.extra.update(checkpoint=str(getattr(checkpoint, "path", checkpoint)), model=task.model_label(),
                             dataset=Path(cfg.data_dir).name, split=split, split_source=label_source(data),
-                            ema=bool(meta.get("ema_loaded")))
+                            ema=bool(meta.get("ema_loaded")), inference=inference_settings(cfg))
         if output is not None:
             output = Path(output)
             output.mkdir(parents=True, exist_ok=True)
