@@ -240,6 +240,8 @@ def test_semantic_settings_errors(scenes, tmp_path, capsys):
         ([*base, "--data-dir", str(scenes), "--cat-max-ratio", "0"], "--cat-max-ratio must be in (0, 1]"),
         ([*base, "--data-dir", str(scenes), "--ratio-range", "2", "1"], "--ratio-range needs 0 < MIN <= MAX"),
         ([*base, "--data-dir", str(scenes), "--aux-weight", "-1"], "--aux-weight must be >= 0"),
+        ([*base, "--data-dir", str(scenes), "--segmenter", "upernet", "--batch-size", "1"],
+         "UperNet's pooling branch has BatchNorm on 1x1 maps"),
     ]
     for argv, expected in cases:
         assert main(argv) == 1, argv

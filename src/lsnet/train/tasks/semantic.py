@@ -176,6 +176,11 @@ class SemanticTask(Task):
             backbone_checkpoint=None if resume else cfg.backbone_checkpoint,
             checkpoint=None if resume else cfg.initial_checkpoint, **(cfg.segmenter_kwargs or {}))
         self.segmenter_config = model.segmenter_config
+        if cfg.segmenter == "upernet":  # its pyramid pooling normalises 1x1 maps: BatchNorm needs 2 images there
+            if cfg.batch_size < 2:
+                raise ConfigError(f"--batch-size {cfg.batch_size}: UperNet's pooling branch has BatchNorm on 1x1 "
+                                  "maps, which needs at least 2 images per training batch; use --batch-size 2 or more")
+            self.min_batch = 2
         return model
 
     def build_datasets(self):
