@@ -109,16 +109,23 @@ class SemanticTask(Task):
         return segmentation_collate(batch)
 
     # ---- building
-    def _folder(self, split: str, *, train: bool, subset: int | None):
-        from ...data.segmentation import SegmentationFolder, segmentation_transforms
+    def _folder(self, split: str, *, subset: int | None):
+        """A split as stored (no transforms: inference resizes, scores are at the label's size)."""
+        from ...data.segmentation import SegmentationFolder
 
         cfg = self.cfg
-        transforms = segmentation_transforms(
-            train, crop_size=tuple(cfg.crop_size), scale=tuple(cfg.seg_scale), ratio_range=tuple(cfg.ratio_range),
+        return SegmentationFolder(cfg.data_dir, split, strict=cfg.strict, subset=subset, ignore_index=cfg.ignore_index)
+
+    def _train_transforms(self):
+        """mmseg's training pipeline; crops are padded with the model's mean colour (mmseg pads normalised images
+        with 0) and labels with the ignore index."""
+        from ...data.segmentation import segmentation_transforms
+
+        cfg = self.cfg
+        return segmentation_transforms(
+            True, crop_size=tuple(cfg.crop_size), scale=tuple(cfg.seg_scale), ratio_range=tuple(cfg.ratio_range),
             cat_max_ratio=cfg.cat_max_ratio, hflip=cfg.hflip, photometric=cfg.photometric,
-            ignore_index=cfg.ignore_index)
-        return SegmentationFolder(cfg.data_dir, split, transforms=transforms, strict=cfg.strict, subset=subset,
-                                  ignore_index=cfg.ignore_index)
+            ignore_index=cfg.ignore_index, fill=tuple(self.segmenter_config["image_mean"]))
 
     def resolve(self) -> None:
         from ...data.segmentation import segmentation_splits
@@ -145,7 +152,7 @@ class SemanticTask(Task):
         cfg.in_chans = 3
         cfg.val_size = 0
         cfg.dataset = root.resolve().name  # recorded: which folder the run read
-        self.train_set = self._folder(cfg.train_split, train=True, subset=cfg.train_subset)
+        self.train_set = self._folder(cfg.train_split, subset=cfg.train_subset)  # transforms: build_datasets
         self.classes = tuple(self.train_set.classes)
         cfg.num_classes = cfg.num_classes or len(self.classes)
         if cfg.num_classes != len(self.classes):
@@ -187,7 +194,7 @@ class SemanticTask(Task):
         cfg = self.cfg
 
         def split(name: str, subset: int | None):
-            data = self._folder(name, train=False, subset=subset)
+            data = self._folder(name, subset=subset)
             if tuple(data.classes) != self.classes:
                 raise ConfigError(f"split {name!r} has classes {list(data.classes)} but the training split has "
                                   f"{list(self.classes)}; every split needs the same classes")
@@ -195,6 +202,7 @@ class SemanticTask(Task):
 
         val_set = split(cfg.val_split, cfg.val_subset) if cfg.val_split else None
         test_set = split(cfg.test_split, cfg.test_subset) if cfg.test_split != "none" else None
+        self.train_set.transforms = self._train_transforms()  # after build_model: the pad colour is its mean
         return self.train_set, val_set, test_set, label_source(val_set) if val_set is not None else "none"
 
     # ---- one training step
@@ -316,7 +324,7 @@ class SemanticTask(Task):
                           **{**settings, **(inference or {})})
         task = cls(cfg, DistState(device=torch_device))
         task.classes = tuple(meta["classes"])
-        data = task._folder(split_name, train=False, subset=subset)
+        data = task._folder(split_name, subset=subset)
         if tuple(data.classes) != task.classes:
             raise ConfigError(f"split {split_name!r} of {cfg.data_dir!r} has classes {list(data.classes)} but the run "
                               f"trained on {list(task.classes)}; pass the run's --data-dir")
