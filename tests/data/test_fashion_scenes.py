@@ -37,7 +37,7 @@ def files(root: Path) -> dict[str, bytes]:
 def test_same_seed_gives_byte_identical_files(scenes, real_fashion_mnist, tmp_path):
     build_fashion_scenes(tmp_path / "again", fashion_dir=real_fashion_mnist, seed=3, **COUNTS)
     first, again = files(scenes), files(tmp_path / "again")
-    assert len(first) == 3 + 2 * sum(COUNTS.values())  # 3 jsons, a scene and a label PNG per image
+    assert len(first) == 4 + 2 * sum(COUNTS.values())  # 3 jsons, classes.txt, a scene and a label PNG per image
     assert first.keys() == again.keys() and all(first[k] == again[k] for k in first)
     build_fashion_scenes(tmp_path / "other", fashion_dir=real_fashion_mnist, seed=4, **COUNTS)
     assert files(tmp_path / "other")["annotations/instances_train.json"] != first["annotations/instances_train.json"]
@@ -64,6 +64,7 @@ def test_train_items_come_from_train_and_val_test_from_disjoint_test_items(scene
 def test_masks_are_the_visible_pixels_and_boxes_their_extents(scenes, split):
     dataset = load(scenes, split)
     assert [c["name"] for c in dataset["categories"]] == list(FashionMNIST.classes)
+    assert (scenes / "labels" / "classes.txt").read_text().splitlines() == ["background", *FashionMNIST.classes]
     by_image = {image["id"]: [] for image in dataset["images"]}
     for a in dataset["annotations"]:
         by_image[a["image_id"]].append(a)

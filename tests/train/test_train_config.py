@@ -16,7 +16,9 @@ def parse(*argv: str) -> TrainConfig:
 def test_every_preset_builds_a_valid_config():
     presets = list_presets()
     assert {"fashion_mnist_cpu", "lsnet_t_in1k", "lsnet_s_in1k", "lsnet_b_in1k", "lsnet_t_distilled_in1k",
-            "conv2former_in1k", "uniconvnet_weak_in1k", "uniconvnet_strong_in1k", "lkca_small_data"} <= set(presets)
+            "conv2former_in1k", "uniconvnet_weak_in1k", "uniconvnet_strong_in1k", "lkca_small_data",
+            "sem_fpn_lsnet_t_ade20k", "upernet_conv2former_t_ade20k", "sem_fpn_lsnet_t_fashion_scenes",
+            "upernet_conv2former_n_fashion_scenes"} <= set(presets)
     for name in presets:
         TrainConfig(**load_preset(name))
 

@@ -12,11 +12,12 @@ from lsnet.train.tasks.classification import ClassificationTask
 
 
 def test_registry_and_task_setting():
-    assert TASKS[0] == "classification" and get_task("classification") is ClassificationTask
-    with pytest.raises(ConfigError, match="unknown task 'semantic'; pass --task with one of classification"):
-        get_task("semantic")
+    assert TASKS == ("classification", "detection", "semantic") and get_task("classification") is ClassificationTask
+    assert get_task("semantic").metric == "mIoU"
+    with pytest.raises(ConfigError, match="unknown task 'panoptic'; pass --task with one of classification"):
+        get_task("panoptic")
     with pytest.raises(ConfigError, match="--task must be one of classification"):
-        TrainConfig(task="semantic")
+        TrainConfig(task="panoptic")
     with pytest.raises(ConfigError, match="--max-size 300 is smaller than --min-size 400"):
         TrainConfig(min_size=400, max_size=300)
     with pytest.raises(ConfigError, match="--warmup-updates needs --sched-on-updates"):
@@ -25,8 +26,8 @@ def test_registry_and_task_setting():
 
 def test_unknown_task_on_the_command_line_is_one_line(capsys):
     with pytest.raises(SystemExit):
-        main(["train", "--task", "semantic"])
-    assert "argument --task: invalid choice: 'semantic'" in capsys.readouterr().err
+        main(["train", "--task", "panoptic"])
+    assert "argument --task: invalid choice: 'panoptic'" in capsys.readouterr().err
 
 
 def lr_at(scheduler, optimizer, update: int) -> float:

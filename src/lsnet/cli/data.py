@@ -5,7 +5,8 @@
     lsnet data fashion-scenes --out data/fashion-scenes --fashion-dir ~/fmnist --overwrite
 
 fashion-scenes writes a COCO-format detection / instance-segmentation set (annotations/instances_<split>.json,
-<split>/*.png, labels/<split>/*.png) of Fashion-MNIST items on canvases; see lsnet/data/fashion_scenes.py.
+<split>/*.png) of Fashion-MNIST items on canvases, with semantic label PNGs (labels/<split>/*.png,
+labels/classes.txt: the pairs layout of lsnet.data.segmentation); see lsnet/data/fashion_scenes.py.
 """
 from __future__ import annotations
 

@@ -1,21 +1,28 @@
 """`lsnet eval`: a checkpoint's scores: top-1/top-5, per-class accuracy, confusion matrix and images/s of a
-classifier; COCO AP (bbox, segm) and per-class AP of a detector (the task comes from the checkpoint).
+classifier; COCO AP (bbox, segm) and per-class AP of a detector; mIoU, mAcc, aAcc and per-class IoU of a semantic
+segmenter (the task comes from the checkpoint).
 
     lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
     lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
     lsnet eval --checkpoint runs/<run>/best.pth --split val     # the run's validation images (held out with its seed)
     lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
     lsnet eval --task detection --checkpoint runs/<detection run>/best.pth --data-dir ~/coco --split val
+    lsnet eval --checkpoint runs/<semantic run>/best.pth --data-dir ~/ADEChallengeData2016 --split val
 
-Detection takes --data-dir, --split (train / val / test of the run, or a split name such as val2017), --subset,
+Detection and semantic segmentation take --data-dir, --split (train / val / test of the run), --subset,
 --batch-size, --workers, --device, --amp, --ema, --strict and --output; the other overrides are classification's.
+Semantic checkpoints are scored with the run's inference settings unless --test-mode, --short-side, --test-flip or
+--test-scales say otherwise (e.g. --test-mode slide, --test-flip --test-scales 0.75 1.0 1.25 for multi-scale).
 """
 from __future__ import annotations
 
 import argparse
 
+INFERENCE_FLAGS = ("test_mode", "short_side", "test_flip", "test_scales")  # semantic checkpoints only
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from lsnet.train.config import TEST_MODES, optional_int
     from lsnet.train.tasks import TASKS
 
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
@@ -38,10 +45,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     group.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     group.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                        help="evaluate the EMA weights (default: when the run used EMA)")
+    seg = parser.add_argument_group("semantic inference (default: the run's own, as `lsnet train` set them)")
+    unset = argparse.SUPPRESS  # given flags only: --short-side none is a setting
+    seg.add_argument("--test-mode", choices=TEST_MODES, default=unset, help="'whole' image or 'slide' windows")
+    seg.add_argument("--short-side", type=optional_int, default=unset,
+                     help="resize the shorter side to this ('none': native size)")
+    seg.add_argument("--test-flip", action=argparse.BooleanOptionalAction, default=unset,
+                     help="also predict the flipped image and average")
+    seg.add_argument("--test-scales", type=float, nargs="+", default=unset, help="test-time scales averaged")
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
                            "(timm.utils.reparameterize_model)")
-    run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection)")
+    run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection, semantic)")
     run_group.add_argument("--workers", type=int, default=2)
     run_group.add_argument("--device", default="auto")
     run_group.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -54,6 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from lsnet.checkpoints import read_checkpoint_config
     from lsnet.train import EvalResult, evaluate_checkpoint
+    from lsnet.train.tasks.semantic import SemanticResult
 
     if args.batch_size is None:
         task = args.task or read_checkpoint_config(args.checkpoint).get("task", "classification")
@@ -63,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split, img_size=args.img_size, in_chans=args.in_chans, num_classes=args.num_classes,
         batch_size=args.batch_size, workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device,
         amp=args.amp, use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
-        progress=not args.quiet)
+        progress=not args.quiet, inference={name: getattr(args, name) for name in INFERENCE_FLAGS
+                                            if hasattr(args, name)})
     extra = result.extra
     fused = " (fused)" if args.fuse else ""
     print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']} split ({extra['split_source']}): "
@@ -71,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(result, EvalResult):
         names = result.classes or tuple(str(i) for i in range(len(result.confusion)))
         rows = [(name, f"{acc:6.2f}%") for name, acc in zip(names, result.per_class_accuracy)]
+    elif isinstance(result, SemanticResult):
+        print("  per-class IoU / Acc")
+        rows = [(name, f"{entry['IoU']:6.2f} / {entry['Acc']:6.2f}")
+                for name, entry in result.scores["per_class"].items()]
     else:  # detection: per-class AP of each IoU type
         kinds = list(result.scores)
         print(f"  per-class AP: {' / '.join(kinds)}")

@@ -6,6 +6,8 @@
     out/annotations/instances_{train,val,test}.json   COCO instances: boxes, RLE masks, 10 categories (ids 1..10)
     out/{train,val,test}/000001.png                   the scenes: 8-bit grey PNGs (CocoDetection reads them as RGB)
     out/labels/{train,val,test}/000001.png            semantic labels of the same scenes: 0 background, 1..10 class
+    out/labels/classes.txt                            their names in label order: background + the 10 classes
+                                                      (the pairs layout lsnet.data.segmentation reads)
 
 A scene is a `size` x `size` black canvas (Fashion-MNIST's own background) with `min_items`..`max_items` items,
 each a Fashion-MNIST image resized (bilinear) to a random square side in [MIN_SCALE, MAX_SCALE] px, at a random
@@ -166,4 +168,5 @@ def build_fashion_scenes(out: str | Path, *, fashion_dir: str | Path | None = No
         (out / "annotations").mkdir(parents=True, exist_ok=True)
         (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset))
         summary["splits"][split] = {"images": len(images), "annotations": len(annotations)}
+    (out / "labels" / "classes.txt").write_text("".join(f"{name}\n" for name in ("background", *CLASSES)))
     return summary

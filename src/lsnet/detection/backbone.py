@@ -66,7 +66,7 @@ def create_body(name: str, *, min_stride: int = 1, max_levels: int = 4, pretrain
         body = _features_model(name, tuple(body.feature_info.out_indices[i] for i in keep), **load, **kwargs)
     if checkpoint is not None and ckpt.config.get("mean") and ckpt.config.get("std"):
         # the body computes what it learnt only on inputs normalised as in its training run (e.g. Fashion-MNIST's
-        # grey statistics, not ImageNet's): the detector normalises with these (see models._normalisation)
+        # grey statistics, not ImageNet's): the detector normalises with these (see body_normalisation)
         in_chans = kwargs.get("in_chans", 3)
         body.pretrained_cfg = {**(getattr(body, "pretrained_cfg", None) or {}),
                                "mean": channel_stats(ckpt.config["mean"], in_chans),
@@ -90,6 +90,31 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
 
 
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm inside `module` in eval mode (running statistics frozen; affine weights still trained).
+    Called after `module.train()`, as the official LSNet backbones' `train()` does."""
+    for m in module.modules():
+        if isinstance(m, _BatchNorm):
+            m.eval()
+
+
+def body_normalisation(body: nn.Module) -> dict[str, Any]:
+    """Input mean / std of a body: its pretrained_cfg's (a backbone checkpoint's own, see create_body), else
+    ImageNet's, as dict(image_mean=[...], image_std=[...])."""
+    cfg = getattr(body, "pretrained_cfg", None) or {}
+    return dict(image_mean=list(cfg.get("mean", (0.485, 0.456, 0.406))),
+                image_std=list(cfg.get("std", (0.229, 0.224, 0.225))))
+
+
+def default_body_kwargs(name: str, backbone_kwargs: dict | None) -> dict[str, Any]:
+    """Model arguments of a dense-prediction body: LSNet bodies resize the gathered stage-4 bias matrix
+    (`attn_bias_resize="matrix"`), as the official detection and segmentation backbones (and their weights) do."""
+    kwargs = dict(backbone_kwargs or {})
+    if is_lsnet(name):
+        kwargs.setdefault("attn_bias_resize", "matrix")
+    return kwargs
+
+
 class DetectionBackbone(nn.Module):
     """Body (timm features_only) -> neck; x: (B, 3, H, W) -> OrderedDict '0'..'n-1' of (B, out_channels, h, w),
     finest level first. `out_channels` and `strides` (one per output level) are what torchvision's detectors read.
@@ -108,9 +133,7 @@ class DetectionBackbone(nn.Module):
     def train(self, mode: bool = True) -> DetectionBackbone:
         super().train(mode)
         if mode and self.freeze_bn:
-            for module in self.body.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
+            freeze_batchnorm(self.body)
         return self
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
@@ -118,4 +141,5 @@ class DetectionBackbone(nn.Module):
         return OrderedDict((str(i), f) for i, f in enumerate(features))
 
 
-__all__ = ["BackboneError", "DetectionBackbone", "create_body", "is_lsnet"]
+__all__ = ["BackboneError", "DetectionBackbone", "body_normalisation", "create_body", "default_body_kwargs",
+           "freeze_batchnorm", "is_lsnet"]

@@ -58,7 +58,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform, res
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from ..checkpoints import load_checkpoint
-from .backbone import DetectionBackbone, create_body, is_lsnet
+from .backbone import DetectionBackbone, body_normalisation, create_body, default_body_kwargs
 from .neck import LSNetFPN
 
 DETECTORS = ("retinanet", "faster_rcnn", "mask_rcnn")
@@ -238,21 +238,6 @@ def _backbone(backbone: str, strides: tuple[int, ...], extra_convs_on_input: boo
     return DetectionBackbone(body, neck, freeze_bn=freeze_bn)
 
 
-def _normalisation(backbone: DetectionBackbone) -> dict[str, Any]:
-    """Input mean / std of the body: its pretrained_cfg's (a backbone checkpoint's own, see create_body), else
-    ImageNet's. Recorded in `detector_config`, so a rebuilt detector normalises as the trained one did."""
-    cfg = getattr(backbone.body, "pretrained_cfg", None) or {}
-    return dict(image_mean=list(cfg.get("mean", (0.485, 0.456, 0.406))),
-                image_std=list(cfg.get("std", (0.229, 0.224, 0.225))))
-
-
-def _default_backbone_kwargs(backbone: str, backbone_kwargs: dict | None) -> dict[str, Any]:
-    kwargs = dict(backbone_kwargs or {})
-    if is_lsnet(backbone):
-        kwargs.setdefault("attn_bias_resize", "matrix")  # as the official detection backbone (and its weights)
-    return kwargs
-
-
 def _finish(model: torch.nn.Module, config: dict[str, Any], checkpoint: str | os.PathLike | None) -> torch.nn.Module:
     model.detector_config = config
     if checkpoint is not None:
@@ -270,14 +255,14 @@ def retinanet(backbone: str, num_classes: int, *, backbone_checkpoint: str | os.
     mmdet); pretrained: timm hub weights for the body; detector_kwargs: torchvision RetinaNet arguments.
     """
     _check_classes(num_classes)
-    backbone_kwargs = _default_backbone_kwargs(backbone, backbone_kwargs)
+    backbone_kwargs = default_body_kwargs(backbone, backbone_kwargs)
     net = _backbone(backbone, RETINANET_STRIDES, True, freeze_bn=freeze_bn, pretrained=pretrained,
                     backbone_checkpoint=backbone_checkpoint, backbone_kwargs=backbone_kwargs)
     strides = net.strides
     octave = [4 * 2 ** (i / 3) for i in range(3)]
     anchors = MMDetAnchorGenerator([[s * o for o in octave] for s in strides], [[0.5, 1.0, 2.0]] * len(strides),
                                    strides)
-    detector_kwargs = {**_normalisation(net), **detector_kwargs}
+    detector_kwargs = {**body_normalisation(net.body), **detector_kwargs}
     settings = dict(score_thresh=0.05, nms_thresh=0.5, detections_per_img=100, fg_iou_thresh=0.5,
                     bg_iou_thresh=0.4, topk_candidates=1000, size_divisible=32, **detector_kwargs)
     head = RetinaNetHead(net.out_channels, anchors.num_anchors_per_location()[0], num_classes)
@@ -294,13 +279,13 @@ def _rcnn(cls: type, name: str, backbone: str, num_classes: int, masks: bool, *,
           freeze_bn: bool, min_size: int, max_size: int, backbone_kwargs: dict | None,
           detector_kwargs: dict[str, Any]) -> torch.nn.Module:
     _check_classes(num_classes)
-    backbone_kwargs = _default_backbone_kwargs(backbone, backbone_kwargs)
+    backbone_kwargs = default_body_kwargs(backbone, backbone_kwargs)
     net = _backbone(backbone, RCNN_STRIDES, False, freeze_bn=freeze_bn, pretrained=pretrained,
                     backbone_checkpoint=backbone_checkpoint, backbone_kwargs=backbone_kwargs)
     strides = net.strides
     anchors = MMDetAnchorGenerator([[8 * s] for s in strides], [[0.5, 1.0, 2.0]] * len(strides), strides)
     names = [str(i) for i in range(ROI_LEVELS)]
-    detector_kwargs = {**_normalisation(net), **detector_kwargs}
+    detector_kwargs = {**body_normalisation(net.body), **detector_kwargs}
     settings = dict(
         rpn_pre_nms_top_n_train=2000, rpn_post_nms_top_n_train=1000, rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=1000, rpn_nms_thresh=0.7, box_score_thresh=0.05, box_nms_thresh=0.5,

@@ -24,9 +24,17 @@ from .tasks import TASKS
 _GROUPS: dict[str, str] = {
     "task": "task", "data": "data", "aug": "augmentation and regularization", "model": "model", "opt": "optimizer",
     "sched": "learning-rate schedule", "ema": "model EMA", "distill": "knowledge distillation",
-    "detection": "detection (--task detection)", "run": "run, checkpoints and hardware",
+    "detection": "detection (--task detection)", "semantic": "semantic segmentation (--task semantic)",
+    "run": "run, checkpoints and hardware",
 }
 DETECTORS = ("retinanet", "faster_rcnn", "mask_rcnn")  # lsnet.detection.DETECTORS, without importing torchvision
+SEGMENTERS = ("semantic_fpn", "upernet")  # lsnet.segmentation.SEGMENTERS
+TEST_MODES = ("whole", "slide")
+
+
+def optional_int(text: str) -> int | None:
+    """An integer, or None for 'none' (a flag that can switch a size off)."""
+    return None if text.lower() in ("none", "null") else int(text)
 
 
 def _f(default, group: str, help: str, type=None, choices=None, nargs=None, metavar=None):  # noqa: A002
@@ -47,8 +55,9 @@ class TrainConfig:
 
     # task
     task: str = _f("classification", "task", "what the run trains: 'classification' (a timm model on an image "
-                   "classification set) or 'detection' (a torchvision detector with a timm backbone on a COCO-format "
-                   "set)", choices=TASKS)
+                   "classification set), 'detection' (a torchvision detector with a timm backbone on a COCO-format "
+                   "set) or 'semantic' (a Semantic FPN / UperNet segmenter on label PNGs, scored in mIoU)",
+                   choices=TASKS)
     # data
     dataset: str = _f("fashion-mnist", "data",
                       "'fashion-mnist' (IDX files) or 'folder' (ImageFolder tree at --data-dir)")
@@ -150,15 +159,44 @@ class TrainConfig:
                        "GeneralizedRCNNTransform)", type=int)
     max_size: int = _f(1333, "detection", "longest image side the detector resizes to at most", type=int)
     freeze_bn: bool = _f(True, "detection", "keep the backbone's BatchNorm in eval mode while training (running "
-                         "statistics frozen, affine weights trained), as the official LSNet detectors do")
+                         "statistics frozen, affine weights trained), as the official LSNet detectors and segmenters "
+                         "do (detection and semantic)")
     backbone_checkpoint: str | None = _f(None, "detection", "classification weights for the backbone (any checkpoint "
                                          "lsnet.checkpoints reads, e.g. a `lsnet train` best.pth or an official "
-                                         "file); --initial-checkpoint loads a whole detector instead", type=str)
+                                         "file); --initial-checkpoint loads a whole detector / segmenter instead "
+                                         "(detection and semantic)", type=str)
     scale_jitter: list | None = _f(None, "detection", "zoom training images by a random factor in [MIN, MAX] about "
                                    "the centre, canvas size kept (lsnet.data.detection_transforms)", type=float,
                                    nargs=2)
     detector_kwargs: dict = _f({}, "detection", "extra torchvision detector arguments, KEY=VALUE (YAML values), "
                                "e.g. detections_per_img=100", nargs="*", metavar="KEY=VALUE")
+    # semantic segmentation
+    segmenter: str = _f("semantic_fpn", "semantic", "decode head around the --model backbone", choices=SEGMENTERS)
+    crop_size: list = _f([512, 512], "semantic", "training crop HEIGHT WIDTH (also the --test-mode slide window)",
+                         type=int, nargs=2)
+    seg_scale: list = _f([2048, 512], "semantic", "training resize scale LONG SHORT, multiplied by a random ratio in "
+                         "--ratio-range (mmseg's Resize img_scale, keep ratio)", type=int, nargs=2)
+    ratio_range: list = _f([0.5, 2.0], "semantic", "random resize ratio range MIN MAX", type=float, nargs=2)
+    cat_max_ratio: float = _f(0.75, "semantic", "random crops are redrawn (up to 10 times) while one class covers at "
+                              "least this fraction of the crop's labelled pixels (1.0: off)", type=float)
+    photometric: bool = _f(True, "semantic", "photometric distortion of training crops (brightness, contrast, "
+                           "saturation, hue; mmseg's PhotoMetricDistortion)")
+    ignore_index: int = _f(255, "semantic", "label value that is neither trained nor scored", type=int)
+    aux_weight: float = _f(0.4, "semantic", "weight of the auxiliary FCN head's cross-entropy (segmenters that have "
+                           "one: UperNet)", type=float)
+    test_mode: str = _f("whole", "semantic", "inference: 'whole' image or 'slide' (--crop-size windows at "
+                        "--test-stride)", choices=TEST_MODES)
+    short_side: int | None = _f(512, "semantic", "evaluation resizes the shorter image side to this, keeping the "
+                                "aspect ratio ('none': native size); scores are at the label's size",
+                                type=optional_int)
+    size_divisor: int | None = _f(32, "semantic", "evaluation resizes each side up to a multiple of this "
+                                  "(mmseg's AlignResize; 'none': no rounding)", type=optional_int)
+    test_stride: list = _f([341, 341], "semantic", "slide-inference window stride HEIGHT WIDTH", type=int, nargs=2)
+    test_flip: bool = _f(False, "semantic", "also predict the flipped image and average")
+    test_scales: list = _f([1.0], "semantic", "test-time scales (of --short-side) averaged; one scale by default",
+                           type=float, nargs="+")
+    segmenter_kwargs: dict = _f({}, "semantic", "extra segmenter arguments, KEY=VALUE (YAML values), e.g. "
+                                "aux_head=false", nargs="*", metavar="KEY=VALUE")
     # run
     batch_size: int = _f(128, "run", "batch size per process", type=int)
     eval_batch_size: int | None = _f(None, "run", "evaluation batch size (default: 2x batch size)", type=int)
@@ -229,6 +267,23 @@ class TrainConfig:
         check(0 < self.ratio[0] <= self.ratio[1], f"--ratio needs 0 < MIN <= MAX; got {self.ratio}")
         check(self.task in TASKS, f"--task must be one of {', '.join(TASKS)}; got {self.task!r}")
         check(self.detector in DETECTORS, f"--detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
+        check(self.segmenter in SEGMENTERS, f"--segmenter must be one of {', '.join(SEGMENTERS)}; got "
+              f"{self.segmenter!r}")
+        check(self.test_mode in TEST_MODES, f"--test-mode must be one of {', '.join(TEST_MODES)}; got "
+              f"{self.test_mode!r}")
+        for name in ("crop_size", "seg_scale", "test_stride"):
+            value = getattr(self, name)
+            check(len(value) == 2 and min(value) >= 1, f"--{_flag(name)} needs two sizes >= 1; got {value}")
+        for name in ("short_side", "size_divisor"):
+            at_least(name, 1, optional=True)
+        check(0 < self.ratio_range[0] <= self.ratio_range[1], f"--ratio-range needs 0 < MIN <= MAX; got "
+              f"{self.ratio_range}")
+        check(bool(self.test_scales) and min(self.test_scales) > 0, f"--test-scales must be > 0; got "
+              f"{self.test_scales}")
+        check(0 < self.cat_max_ratio <= 1, f"--cat-max-ratio must be in (0, 1]; got {self.cat_max_ratio}")
+        at_least("ignore_index", 0)
+        check(math.isfinite(self.aux_weight) and self.aux_weight >= 0, f"--aux-weight must be >= 0; got "
+              f"{self.aux_weight}")
         check(self.decay_rate > 0, f"--decay-rate must be > 0; got {self.decay_rate}")
         check(self.clip_grad is None or self.clip_grad > 0, f"--clip-grad must be > 0 (or unset); got {self.clip_grad}")
         in_range("distillation_alpha", 0, 1)
@@ -273,6 +328,7 @@ class TrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(TrainConfig))
+KWARG_FIELDS = ("model_kwargs", "detector_kwargs", "segmenter_kwargs")  # KEY=VALUE flags
 
 
 def _flag(name: str) -> str:
@@ -347,7 +403,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default = getattr(defaults, f.name)
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS)
         help_text = meta["help"] + (f" (default: {default})" if default not in (None, [], {}) else "")
-        if f.name in ("model_kwargs", "detector_kwargs"):
+        if f.name in KWARG_FIELDS:
             kwargs.update(type=_parse_kv, nargs="*", metavar=meta["metavar"])
         elif isinstance(default, bool) or f.type in ("bool", "bool | None"):
             kwargs.update(action=argparse.BooleanOptionalAction)
@@ -366,7 +422,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults < resumed checkpoint's config < preset (--config) < flags given on the command line."""
     given = {name: getattr(args, name) for name in FIELD_NAMES if hasattr(args, name)}
-    for name in ("model_kwargs", "detector_kwargs"):
+    for name in KWARG_FIELDS:
         if name in given:
             given[name] = dict(given[name] or [])
     values: dict[str, Any] = {}

@@ -69,6 +69,17 @@ def all_reduce_sum(tensor: torch.Tensor, state: DistState) -> torch.Tensor:
     return tensor
 
 
+def broadcast_buffers(module: torch.nn.Module, state: DistState, src: int = 0) -> None:
+    """Copy rank `src`'s buffers (BatchNorm running statistics) to every rank, in place.
+
+    DistributedDataParallel broadcasts rank 0's buffers at the start of each forward, so after an epoch's last step
+    every rank holds statistics updated by its own batch; evaluating a shard with them would score weights that no
+    checkpoint holds (checkpoints are rank 0's)."""
+    if state.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
+
+
 def reduce_device(state: DistState) -> torch.device:
     """Where collectives run: the GPU under NCCL, the CPU under gloo."""
     return state.device if state.device.type == "cuda" else torch.device("cpu")

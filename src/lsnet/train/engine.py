@@ -41,6 +41,7 @@ from .distributed import (
     all_gather_object,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     cleanup_distributed,
     init_distributed,
@@ -551,6 +552,9 @@ class Trainer:
                   flush=True)
         for epoch in range(self.start_epoch, self.num_epochs):
             row: dict[str, Any] = {"epoch": epoch + 1, **self.train_one_epoch(epoch)}
+            broadcast_buffers(self.model, self.dist)  # every rank evaluates rank 0's weights, the checkpoint's
+            if self.ema is not None:
+                broadcast_buffers(self.ema.module, self.dist)
             last_epoch = epoch + 1 == self.num_epochs
             result = None
             if self.val_loader is not None and (last_epoch or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):

@@ -141,7 +141,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
                         in_chans: int | None = None, num_classes: int | None = None, batch_size: int = 256,
                         workers: int = 2, subset: int | None = None, fuse: bool = False, device: str = "auto",
                         amp: bool | None = None, use_ema: bool | None = None, download: bool = False,
-                        strict: bool = False, output: str | Path | None = None, progress: bool = False):
+                        strict: bool = False, output: str | Path | None = None, progress: bool = False,
+                        inference: dict[str, Any] | None = None):
     """Evaluate a checkpoint; settings not given come from the config stored in it (checkpoints of `lsnet train`).
 
     task: 'classification' (returns an EvalResult) or another task of `lsnet.train.tasks` (its own result); default:
@@ -155,6 +156,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     fuse: evaluate the deployed model (timm.utils.reparameterize_model folds Conv-BN, BN-Linear and RepVGG branches).
     use_ema: evaluate the EMA weights (default: when the run used EMA).
     output: folder for eval.json and confusion_matrix.png.
+    inference: semantic checkpoints: TrainConfig inference settings replacing the run's (test_mode, short_side,
+        test_flip, test_scales, ...).
     """
     from timm.utils import reparameterize_model
 
@@ -170,6 +173,10 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     if task is not None and config and task != stored:
         raise ConfigError(f"{str(checkpoint)!r} holds a {stored} run, not {task}; drop --task or pass --task {stored}")
     task = task or stored
+    if inference and task != "semantic":
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in inference)
+        raise ConfigError(f"{flags}: inference settings of semantic-segmentation checkpoints; {str(checkpoint)!r} "
+                          f"holds a {task} run, so drop them")
     if task != "classification":
         from .tasks import get_task
 
@@ -181,7 +188,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
                               "from its own config, so drop them")
         return get_task(task).evaluate_checkpoint(
             state, data_dir=data_dir, split=split, batch_size=batch_size, workers=workers, subset=subset,
-            device=device, amp=amp, use_ema=use_ema, strict=strict, output=output, progress=progress)
+            device=device, amp=amp, use_ema=use_ema, strict=strict, output=output, progress=progress,
+            **({"inference": inference} if inference else {}))
     model_name = model or config.get("model")
     if not model_name:
         raise ConfigError(f"{str(checkpoint)!r} does not say which model it holds; pass --model NAME")

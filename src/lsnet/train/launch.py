@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def spawn(cfg: TrainConfig, nproc: int) -> int:
     """Re-launch as `torchrun -m lsnet.train --config <resolved yaml>` so every rank sees identical settings."""
     if not cfg.resume and not cfg.experiment:
-        what = f"{cfg.detector}-{cfg.model}-{Path(cfg.data_dir or '.').resolve().name}" if cfg.task == "detection" \
-            else f"{cfg.model}-{cfg.dataset}"  # as the Trainer names its runs
+        folder = Path(cfg.data_dir or ".").resolve().name  # as the Trainer names its runs
+        what = {"detection": f"{cfg.detector}-{cfg.model}-{folder}",
+                "semantic": f"{cfg.segmenter}-{cfg.model}-{folder}"}.get(cfg.task, f"{cfg.model}-{cfg.dataset}")
         cfg = cfg.replace(experiment=f"{time.strftime('%Y%m%d-%H%M%S')}-{what}")
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=".launch-", dir=cfg.output, delete=False) as f:
@@ -47,9 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.list_configs:
         for name in list_presets():
             values = load_preset(name)
-            size = (f"detector={values.get('detector', 'retinanet')} min_size={values.get('min_size', '-')} "
-                    f"max_size={values.get('max_size', '-')}" if values.get("task") == "detection"
-                    else f"img_size={values.get('img_size', '-')}")
+            task = values.get("task")
+            if task == "detection":
+                size = (f"detector={values.get('detector', 'retinanet')} min_size={values.get('min_size', '-')} "
+                        f"max_size={values.get('max_size', '-')}")
+            elif task == "semantic":
+                size = f"segmenter={values.get('segmenter', 'semantic_fpn')} crop_size={values.get('crop_size', '-')}"
+            else:
+                size = f"img_size={values.get('img_size', '-')}"
             print(f"{name:<34} model={values.get('model', '-')} epochs={values.get('epochs', '-')} {size}")
         return 0
     try:

@@ -1,5 +1,6 @@
 """Run-folder artifacts: curves and a short markdown report per task (classification: loss/accuracy curves and the
-confusion matrix; detection: each training loss, val AP, the COCO AP and per-class AP tables).
+confusion matrix; detection: each training loss, val AP, the COCO AP and per-class AP tables; semantic: the loss,
+val mIoU and the per-class IoU table).
 
 matplotlib is optional (`pip install lsnet[viz]`); without it the plots are skipped with a warning and the report
 still gets written.
@@ -214,6 +215,75 @@ def write_detection_report(run_dir: str | Path, *, config: dict[str, Any], resul
               "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
               "- `best.pth`, `best.safetensors`: the epoch with the best val bbox AP (full state / weights only); "
               "`lsnet predict --checkpoint best.pth IMAGES --out DIR` draws its detections", ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+# ------------------------------------------------------------------------------------------- semantic segmentation
+def plot_semantic_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
+    """Training loss (and its named parts) per epoch, and val mIoU / mAcc per epoch."""
+    plt = _pyplot()
+    if plt is None or not history:
+        return None
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="sum", color="black")
+    for name in history[-1].get("train_losses", {}):
+        ax_loss.plot(epochs, [row.get("train_losses", {}).get(name) for row in history], marker=".", label=name)
+    for key, label in (("val_mIoU", "val mIoU"), ("val_mAcc", "val mAcc"), ("ema_val_mIoU", "EMA val mIoU")):
+        rows = [row for row in history if key in row]
+        if rows:
+            ax_iou.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss (pixel cross-entropy)")
+    ax_iou.set(xlabel="epoch", ylabel="%", title="validation mIoU")
+    for ax in (ax_loss, ax_iou):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=120)
+
+
+def write_semantic_report(run_dir: str | Path, *, config: dict[str, Any], result, history: list[dict[str, Any]],
+                          summary: dict[str, Any]) -> Path:
+    """report.md of a semantic-segmentation run: mIoU / mAcc / aAcc of best.pth, per-class IoU and Acc, the run,
+    the recipe, curves."""
+    run_dir = Path(run_dir)
+    split, weights = summary["final_split"], ", EMA weights" if config.get("model_ema") else ""
+    best = summary.get("best_val_mIoU")
+    if best is None:
+        selection = f"No validation split: `best.pth` is the last epoch ({summary['best_epoch']})."
+    else:
+        selection = (f"Validation: best val mIoU {best:.2f} at epoch {summary['best_epoch']} on {summary['num_val']} "
+                     f"val images ({summary['val_source']}); `best.pth` / `best.safetensors` are that epoch.")
+    scores = result.scores
+    scored = f"mIoU **{scores['mIoU']:.2f}**, mAcc {scores['mAcc']:.2f}, aAcc {scores['aAcc']:.2f}"
+    if split == "val":
+        headline = f"Val {scored} on {result.num_images} val images (`best.pth`{weights}; no test split)."
+    else:
+        headline = (f"Test {scored} on {result.num_images} {split} images, evaluated once at the end with `best.pth` "
+                    f"(epoch {summary['best_epoch']}{weights}).")
+    side = f"short side {config['short_side']}" if config.get("short_side") else "native size"
+    inference = (f"{config['test_mode']} inference at {side}" + (" + flip" if config.get("test_flip") else "")
+                 + (f", scales {config['test_scales']}" if list(config.get("test_scales", [1.0])) != [1.0] else ""))
+    crop = f"{config['crop_size'][0]} x {config['crop_size'][1]} training crops; {inference}"
+    lines = [f"# {config['segmenter']} {config['model']} on {config['dataset']}", "", headline, selection, "",
+             *_run_table(config, result, summary, crop),
+             "", f"## Per-class IoU ({split}, percent; classes absent from labels and predictions: nan, not "
+                 "averaged)", "", "| class | IoU | Acc |", "|---|---|---|"]
+    lines += [f"| {name} | {entry['IoU']:.2f} | {entry['Acc']:.2f} |" for name, entry in scores["per_class"].items()]
+    lines += ["", "## Recipe", "", "```yaml"]
+    keys = ("config", "segmenter", "model", "backbone_checkpoint", "initial_checkpoint", "freeze_bn", "crop_size",
+            "seg_scale", "ratio_range", "cat_max_ratio", "hflip", "photometric", "aux_weight", "ignore_index", "opt",
+            "lr", "weight_decay", "batch_size", "epochs", "sched", "decay_rate", "min_lr", "warmup_updates",
+            "warmup_epochs", "warmup_lr", "drop_path", "clip_grad", "model_ema", "seed")
+    lines += [f"{k}: {json.dumps(config.get(k))}" for k in keys if k in config]
+    lines += ["```", "", "## Curves", "", "![curves](curves.png)", "", "## Files", "",
+              "- `config.yaml`: the resolved configuration (re-run with `lsnet train --config config.yaml`)",
+              "- `metrics.jsonl`: one line per epoch (train loss and its parts, val mIoU / mAcc / aAcc)",
+              f"- `eval.json`: the {split} evaluation of `best.pth` (scores, per class, confusion matrix)",
+              "- `last.pth`: full training state (resume with `lsnet train --resume <this folder>`)",
+              "- `best.pth`, `best.safetensors`: the epoch with the best val mIoU (full state / weights only); "
+              "`lsnet predict --checkpoint best.pth IMAGES --out DIR` writes colour overlays and label PNGs", ""]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines))
     return path

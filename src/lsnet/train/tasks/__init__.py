@@ -11,7 +11,8 @@ import importlib
 
 from .base import Batch, Task
 
-_TASKS = {"classification": "classification:ClassificationTask", "detection": "detection:DetectionTask"}
+_TASKS = {"classification": "classification:ClassificationTask", "detection": "detection:DetectionTask",
+          "semantic": "semantic:SemanticTask"}
 TASKS = tuple(_TASKS)
 
 

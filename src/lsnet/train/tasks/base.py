@@ -15,10 +15,14 @@ progress bars, metrics.jsonl and the once-only test evaluation of best.pth. A ta
                                `images_per_sec`) that holds the selection metric `metric` (higher is better)
     val_metrics(), epoch_text(), result_text(), write_outputs(), export_metadata()
                                the epoch row and line, the final line, report.md and plots, best.safetensors metadata
+
+`run_metadata` and `load_run_model` read a run checkpoint's stored metadata and rebuild its model (the `lsnet eval` /
+`lsnet predict` of the tasks whose model is not a bare timm model).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,6 +43,11 @@ class Batch:
     targets: Any
     size: int  # images in the batch
     skipped: int = 0  # unreadable samples left out
+
+
+def default_split(present: list[str], names: tuple[str, ...]) -> str | None:
+    """The first of `names` that is among the `present` splits (None when none is)."""
+    return next((name for name in names if name in present), None)
 
 
 class Task(ABC):
@@ -146,3 +155,42 @@ class Task(ABC):
         keys = ("task", "model", "dataset", "data_dir", "train_split", "val_split", "test_split", "seed",
                 "model_kwargs")
         return {k: getattr(self.cfg, k) for k in keys}
+
+
+def run_metadata(checkpoint, task: str, config_key: str) -> dict[str, Any]:
+    """What a `--task <task>` run stored to rebuild its model: `metadata` of last.pth / best.pth, or the metadata of
+    best.safetensors (it holds `config_key`, e.g. 'detector_config', and the classes, splits, ...).
+
+    checkpoint: a path or a `lsnet.checkpoints.Checkpoint`."""
+    from ...checkpoints import read_checkpoint
+    from ..errors import ConfigError
+
+    state = checkpoint if hasattr(checkpoint, "content") else read_checkpoint(checkpoint)
+    meta = state.content.get("metadata") if isinstance(state.content.get("metadata"), dict) else state.config
+    if not meta or meta.get("task") != task or config_key not in meta:
+        raise ConfigError(f"{str(state.path)!r} is not a checkpoint of `lsnet train --task {task}` (no "
+                          f"{config_key.replace('_', ' ')} stored); pass a run's best.pth, last.pth or "
+                          "best.safetensors")
+    return meta
+
+
+def load_run_model(checkpoint, build: Callable[..., nn.Module], *, task: str, config_key: str,
+                   use_ema: bool | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model of a `--task <task>` run's checkpoint, rebuilt by `build(**metadata[config_key])`, in eval mode,
+    and the run's metadata (`run_metadata`, plus `ema_loaded`).
+
+    use_ema: load the EMA weights (default: when the checkpoint has them)."""
+    from ...checkpoints import load_checkpoint, read_checkpoint
+    from ..errors import ConfigError
+
+    state = checkpoint if hasattr(checkpoint, "content") else read_checkpoint(checkpoint)
+    meta = dict(run_metadata(state, task, config_key))
+    has_ema = state.content.get("model_ema") is not None
+    use_ema = has_ema if use_ema is None else use_ema
+    if use_ema and not has_ema:
+        raise ConfigError(f"{str(state.path)!r} has no EMA weights; drop --ema")
+    model = build(**meta[config_key])
+    entry = "model_ema" if use_ema else ("model" if "model" in state.entries else None)
+    load_checkpoint(model, state, entry=entry, new_classifier=False)
+    meta["ema_loaded"] = use_ema
+    return model.eval(), meta

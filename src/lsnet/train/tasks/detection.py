@@ -30,7 +30,7 @@ from torch import nn
 from ..distributed import DistState, all_gather_object, all_reduce_sum, broadcast_object, reduce_device
 from ..errors import ConfigError
 from ..evaluate import Throughput, autocast_context
-from .base import Batch, Task
+from .base import Batch, Task, default_split, load_run_model
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -62,10 +62,6 @@ class DetectionResult(Throughput):
         parts = [f"{kind} " + "  ".join(f"{name} {scores[name]:.1f}" for name in STAT_NAMES)
                  for kind, scores in self.scores.items()]
         return " | ".join(parts) + f"  {self.num_images} images  {self.images_per_sec:.1f} img/s"
-
-
-def _default_split(present: list[str], names: tuple[str, ...]) -> str | None:
-    return next((name for name in names if name in present), None)
 
 
 def _to_device(target: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -104,9 +100,9 @@ class DetectionTask(Task):
         root = Path(cfg.data_dir).expanduser()
         present = coco_splits(root)
         if cfg.train_split not in present:
-            cfg.train_split = _default_split(present, (cfg.train_split, "train2017")) or cfg.train_split
-        cfg.val_split = cfg.val_split or _default_split(present, ("val", "val2017"))
-        cfg.test_split = cfg.test_split or _default_split(present, ("test",)) or "none"
+            cfg.train_split = default_split(present, (cfg.train_split, "train2017")) or cfg.train_split
+        cfg.val_split = cfg.val_split or default_split(present, ("val", "val2017"))
+        cfg.test_split = cfg.test_split or default_split(present, ("test",)) or "none"
         if not cfg.val_split and cfg.test_split == "none":
             raise ConfigError(f"{str(root)!r} has no validation or test split (annotations: "
                               f"{', '.join(present) or 'none'}); nothing would score the detector: pass --val-split "
@@ -302,37 +298,12 @@ class DetectionTask(Task):
         return result
 
 
-def run_metadata(checkpoint) -> dict[str, Any]:
-    """What a detection run stored to rebuild its detector: `metadata` of last.pth / best.pth, or the metadata of
-    best.safetensors (detector_config, classes, cat_ids, splits, ...)."""
-    from ...checkpoints import read_checkpoint
-
-    state = checkpoint if hasattr(checkpoint, "content") else read_checkpoint(checkpoint)
-    meta = state.content.get("metadata") if isinstance(state.content.get("metadata"), dict) else state.config
-    if not meta or meta.get("task") != "detection" or "detector_config" not in meta:
-        raise ConfigError(f"{str(state.path)!r} is not a checkpoint of `lsnet train --task detection` (no detector "
-                          "config stored); pass a run's best.pth, last.pth or best.safetensors")
-    return meta
-
-
 def load_detector(checkpoint, *, use_ema: bool | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The detector of a detection run's checkpoint in eval mode, and the run's metadata (`run_metadata`).
-
-    use_ema: load the EMA weights (default: when the checkpoint has them)."""
-    from ...checkpoints import load_checkpoint, read_checkpoint
+    """The detector of a detection run's checkpoint in eval mode, and the run's metadata (detector_config, classes,
+    cat_ids, splits, ...; `lsnet.train.tasks.base.load_run_model`). use_ema: default: when the checkpoint has them."""
     from ...detection import build_detector
 
-    state = checkpoint if hasattr(checkpoint, "content") else read_checkpoint(checkpoint)
-    meta = dict(run_metadata(state))
-    has_ema = state.content.get("model_ema") is not None
-    use_ema = has_ema if use_ema is None else use_ema
-    if use_ema and not has_ema:
-        raise ConfigError(f"{str(state.path)!r} has no EMA weights; drop --ema")
-    model = build_detector(**meta["detector_config"])
-    entry = "model_ema" if use_ema else ("model" if "model" in state.entries else None)
-    load_checkpoint(model, state, entry=entry, new_classifier=False)
-    meta["ema_loaded"] = use_ema
-    return model.eval(), meta
+    return load_run_model(checkpoint, build_detector, task="detection", config_key="detector_config", use_ema=use_ema)
 
 
 def predict_images(checkpoint, images, out: str | Path, *, score_threshold: float = 0.3, device: str = "auto",
