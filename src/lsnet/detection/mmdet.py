@@ -69,11 +69,29 @@ def _body_model(model: nn.Module) -> nn.Module:
     return inner
 
 
-def _rename(key: str) -> str | None:
-    for pattern, repl in _RENAMES:
-        if pattern.match(key):
-            return pattern.sub(repl, key, count=1)
-    return None
+def map_openmmlab_keys(state_dict: Mapping[str, torch.Tensor], body: nn.Module | None, body_prefix: str,
+                       renames: tuple[tuple[re.Pattern, str], ...], kind: str, mapped: str) -> dict[str, torch.Tensor]:
+    """An OpenMMLab (mmdet / mmseg) state dict in our keys: its 'backbone.' entries through the family
+    `checkpoint_filter_fn` of `body` (the classifier-shaped body model; None: unchanged) under `body_prefix`, every
+    other key through the first (pattern, replacement) of `renames` that matches. ValueError naming the keys no
+    pattern maps; `kind` names the layout ('mmdet'), `mapped` the models that are mapped."""
+    weights = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
+    filter_fn = family_filter_fn(body) if body is not None else None
+    out = {body_prefix + k: v for k, v in (filter_fn(weights, body) if filter_fn else weights).items()}
+    unknown = []
+    for key, value in state_dict.items():
+        if key.startswith("backbone."):
+            continue
+        for pattern, replacement in renames:
+            if pattern.match(key):
+                out[pattern.sub(replacement, key, count=1)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"{len(unknown)} {kind} keys with no counterpart here [{', '.join(unknown[:5])}]: only "
+                         f"{mapped} are mapped")
+    return out
 
 
 def check_num_classes(converted: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> None:
@@ -98,23 +116,8 @@ def convert_mmdet_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.M
     Raises ValueError (wrapped by the loader into a one-line CheckpointError) for keys it cannot map or a class
     count that differs from the model's.
     """
-    inner = _body_model(model)
-    body_prefix = "backbone.body.model."
-    body = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
-    filter_fn = family_filter_fn(inner)
-    out = {body_prefix + k: v for k, v in (filter_fn(body, inner) if filter_fn else body).items()}
-    unknown = []
-    for key, value in state_dict.items():
-        if key.startswith("backbone."):
-            continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise ValueError(f"{len(unknown)} mmdet keys with no counterpart here [{', '.join(unknown[:5])}]: only "
-                         "RetinaNet, Faster R-CNN and Mask R-CNN with the LSNet FPN are mapped")
+    out = map_openmmlab_keys(state_dict, _body_model(model), "backbone.body.model.", _RENAMES, "mmdet",
+                             "RetinaNet, Faster R-CNN and Mask R-CNN with the LSNet FPN")
     own = model.state_dict()
     check_num_classes(out, own)
     _background_first(out)

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..checkpoints import family_filter_fn
+from ..detection.mmdet import map_openmmlab_keys
 
 _CONV_MODULES = (r"decode_head\.(?:scale_heads\.\d+\.\d+|psp_modules\.\d+\.1|bottleneck|fpn_bottleneck|"
                  r"lateral_convs\.\d+|fpn_convs\.\d+)|auxiliary_head\.convs\.\d+")
@@ -43,13 +43,6 @@ def is_mmseg_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(k.startswith("backbone.") for k in keys) and any(k.startswith("decode_head.") for k in keys)
 
 
-def _rename(key: str) -> str | None:
-    for pattern, repl in _RENAMES:
-        if pattern.match(key):
-            return pattern.sub(repl, key, count=1)
-    return None
-
-
 def check_num_classes(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> None:
     """ValueError (one line, the fix) when a segmenter state dict in our keys has another class count than `model`."""
     own = model.state_dict()
@@ -66,25 +59,9 @@ def convert_mmseg_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.M
     Raises ValueError (wrapped by the loader into a one-line CheckpointError) for keys it cannot map or a class
     count that differs from the model's.
     """
-    body = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
     inner = getattr(model.body, "model", None)  # timm's FeatureGetterNet wraps the classifier-shaped model
-    filter_fn = family_filter_fn(inner) if inner is not None else None
-    if filter_fn is not None:
-        out = {"body.model." + k: v for k, v in filter_fn(body, inner).items()}
-    else:
-        out = {("body.model." if inner is not None else "body.") + k: v for k, v in body.items()}
-    unknown = []
-    for key, value in state_dict.items():
-        if key.startswith("backbone."):
-            continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise ValueError(f"{len(unknown)} mmseg keys with no counterpart here [{', '.join(unknown[:5])}]: only "
-                         "Semantic FPN (FPNHead on the LSNet FPN) and UperNet (UPerHead + FCNHead) are mapped")
+    out = map_openmmlab_keys(state_dict, inner, "body.model." if inner is not None else "body.", _RENAMES,
+                             "mmseg", "Semantic FPN (FPNHead on the LSNet FPN) and UperNet (UPerHead + FCNHead)")
     check_num_classes(out, model)
     return out
 

@@ -45,9 +45,34 @@ class Batch:
     skipped: int = 0  # unreadable samples left out
 
 
-def default_split(present: list[str], names: tuple[str, ...]) -> str | None:
-    """The first of `names` that is among the `present` splits (None when none is)."""
+def _first_present(present: list[str], names: tuple[str, ...]) -> str | None:
     return next((name for name in names if name in present), None)
+
+
+def resolve_dense_splits(cfg: TrainConfig, present: list[str], *, train_alias: str, val_alias: str, what: str,
+                         listing: str, val_hint: str) -> None:
+    """Fill the splits of a detection / segmentation run from the `present` split names (train: --train-split or
+    `train_alias`; val: 'val' or `val_alias`; test: 'test' or none) and check what such a run cannot take: no split to
+    score on, --val-size (classification's hold-out), --in-chans other than 3. `what` names the model ('detector'),
+    `listing` what `present` lists ('annotations'), `val_hint` what a --val-split names."""
+    from ..errors import ConfigError
+
+    if cfg.train_split not in present:
+        cfg.train_split = _first_present(present, (cfg.train_split, train_alias)) or cfg.train_split
+    cfg.val_split = cfg.val_split or _first_present(present, ("val", val_alias))
+    cfg.test_split = cfg.test_split or _first_present(present, ("test",)) or "none"
+    root = str(Path(cfg.data_dir).expanduser())
+    if not cfg.val_split and cfg.test_split == "none":
+        raise ConfigError(f"{root!r} has no validation or test split ({listing}: {', '.join(present) or 'none'}); "
+                          f"nothing would score the {what}: pass --val-split NAME of {val_hint}")
+    if cfg.val_size:
+        raise ConfigError(f"--val-size holds out classification images; --task {cfg.task} validates on --val-split "
+                          f"({val_hint}); drop --val-size")
+    if cfg.in_chans not in (None, 3):
+        raise ConfigError(f"--in-chans {cfg.in_chans}: --task {cfg.task} reads RGB images; drop --in-chans")
+    cfg.in_chans = 3
+    cfg.val_size = 0
+    cfg.dataset = Path(cfg.data_dir).expanduser().resolve().name  # recorded: which folder the run read
 
 
 class Task(ABC):

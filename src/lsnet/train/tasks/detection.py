@@ -30,7 +30,7 @@ from torch import nn
 from ..distributed import DistState, all_gather_object, all_reduce_sum, broadcast_object, reduce_device
 from ..errors import ConfigError
 from ..evaluate import Throughput, autocast_context
-from .base import Batch, Task, default_split, load_run_model
+from .base import Batch, Task, load_run_model, resolve_dense_splits
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -98,23 +98,8 @@ class DetectionTask(Task):
                               "instances_<split>.json + <split>/ images); build the demo set with `lsnet data "
                               "fashion-scenes --out DIR`")
         root = Path(cfg.data_dir).expanduser()
-        present = coco_splits(root)
-        if cfg.train_split not in present:
-            cfg.train_split = default_split(present, (cfg.train_split, "train2017")) or cfg.train_split
-        cfg.val_split = cfg.val_split or default_split(present, ("val", "val2017"))
-        cfg.test_split = cfg.test_split or default_split(present, ("test",)) or "none"
-        if not cfg.val_split and cfg.test_split == "none":
-            raise ConfigError(f"{str(root)!r} has no validation or test split (annotations: "
-                              f"{', '.join(present) or 'none'}); nothing would score the detector: pass --val-split "
-                              "NAME of an annotated split (annotations/instances_NAME.json)")
-        if cfg.val_size:
-            raise ConfigError("--val-size holds out classification images; detection validates on --val-split (an "
-                              "annotations/instances_<split>.json); drop --val-size")
-        if cfg.in_chans not in (None, 3):
-            raise ConfigError(f"--in-chans {cfg.in_chans}: detection reads RGB images; drop --in-chans")
-        cfg.in_chans = 3
-        cfg.val_size = 0
-        cfg.dataset = root.resolve().name  # recorded: which folder the run read
+        resolve_dense_splits(cfg, coco_splits(root), train_alias="train2017", val_alias="val2017", what="detector",
+                             listing="annotations", val_hint="an annotated split (annotations/instances_NAME.json)")
         self.train_set = CocoDetection(root, cfg.train_split, masks=self.masks, strict=cfg.strict,
                                        subset=cfg.train_subset, transforms=detection_transforms(
                                            True, hflip=cfg.hflip, scale_jitter=cfg.scale_jitter))

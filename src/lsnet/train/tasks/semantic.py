@@ -33,7 +33,7 @@ from torch import nn
 from ..distributed import DistState, all_reduce_sum, reduce_device
 from ..errors import ConfigError
 from ..evaluate import Throughput, autocast_context
-from .base import Batch, Task, default_split, load_run_model
+from .base import Batch, Task, load_run_model, resolve_dense_splits
 
 SCORE_NAMES = ("mIoU", "mAcc", "aAcc")
 
@@ -136,22 +136,8 @@ class SemanticTask(Task):
                               "label-PNG pairs (<split>/ + labels/<split>/ + labels/classes.txt); build the demo set "
                               "with `lsnet data fashion-scenes --out DIR`")
         root = Path(cfg.data_dir).expanduser()
-        present = segmentation_splits(root)
-        if cfg.train_split not in present:
-            cfg.train_split = default_split(present, (cfg.train_split, "training")) or cfg.train_split
-        cfg.val_split = cfg.val_split or default_split(present, ("val", "validation"))
-        cfg.test_split = cfg.test_split or default_split(present, ("test",)) or "none"
-        if not cfg.val_split and cfg.test_split == "none":
-            raise ConfigError(f"{str(root)!r} has no validation or test split (splits: {', '.join(present) or 'none'});"
-                              " nothing would score the segmenter: pass --val-split NAME of a labelled split")
-        if cfg.val_size:
-            raise ConfigError("--val-size holds out classification images; semantic segmentation validates on "
-                              "--val-split (a labelled split); drop --val-size")
-        if cfg.in_chans not in (None, 3):
-            raise ConfigError(f"--in-chans {cfg.in_chans}: segmentation reads RGB images; drop --in-chans")
-        cfg.in_chans = 3
-        cfg.val_size = 0
-        cfg.dataset = root.resolve().name  # recorded: which folder the run read
+        resolve_dense_splits(cfg, segmentation_splits(root), train_alias="training", val_alias="validation",
+                             what="segmenter", listing="splits", val_hint="a labelled split")
         self.train_set = self._folder(cfg.train_split, subset=cfg.train_subset)  # transforms: build_datasets
         self.classes = tuple(self.train_set.classes)
         cfg.num_classes = cfg.num_classes or len(self.classes)
