@@ -1,6 +1,6 @@
 #!/bin/sh
-# The CPU table of issue 11: detectors on Fashion-scenes at an equal budget (RetinaNet: 2000 training images seen;
-# Mask R-CNN: 800), 160 px, 2 threads, one run after the other. Every row trains its backbone BatchNorm
+# The CPU table of issue 11: detectors on Fashion-scenes at an equal budget per detector (RetinaNet: 2000 training
+# images seen; Mask R-CNN: 800), 160 px, 2 threads, one run after the other. Every row trains its backbone BatchNorm
 # (--no-freeze-bn): the `make run` classifier saw 64 px images, so its stride-64 stage only ever had a 1x1 grid and
 # the border taps of its 3x3 depthwise kernels never trained; with frozen statistics they blow stage 4 up (feature
 # std ~700 at 160 px, initial focal loss ~200) -- batch statistics keep it at ~1.5. Needs the scenes and, for the
