@@ -148,24 +148,26 @@ def write_report(run_dir: str | Path, *, config: dict[str, Any], result, history
 
 
 # ------------------------------------------------------------------------------------------------------ detection
-def plot_detection_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """Each training loss (and their sum) per epoch, and val AP (bbox, segm) per epoch."""
+def plot_loss_and_metric_curves(history: list[dict[str, Any]], path: str | Path, *,
+                                metrics: tuple[tuple[str, str], ...], metric_axis: tuple[str, str],
+                                loss_title: str = "training losses") -> Path | None:
+    """Each named training loss (and their sum) per epoch on the left; the `metrics` rows' keys (key, label) per
+    evaluated epoch on the right, `metric_axis` = (y label, title). The curves of detection and semantic runs."""
     plt = _pyplot()
     if plt is None or not history:
         return None
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="sum", color="black")
     for name in history[-1].get("train_losses", {}):
         ax_loss.plot(epochs, [row.get("train_losses", {}).get(name) for row in history], marker=".", label=name)
-    for key, label in (("val_bbox_AP", "val bbox AP"), ("val_segm_AP", "val segm AP"),
-                       ("ema_val_bbox_AP", "EMA val bbox AP")):
+    for key, label in metrics:
         rows = [row for row in history if key in row]
         if rows:
-            ax_ap.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="training losses")
-    ax_ap.set(xlabel="epoch", ylabel="AP (%)", title="validation COCO AP")
-    for ax in (ax_loss, ax_ap):
+            ax_metric.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title)
+    ax_metric.set(xlabel="epoch", ylabel=metric_axis[0], title=metric_axis[1])
+    for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return save_figure(fig, path, dpi=120)
@@ -221,28 +223,6 @@ def write_detection_report(run_dir: str | Path, *, config: dict[str, Any], resul
 
 
 # ------------------------------------------------------------------------------------------- semantic segmentation
-def plot_semantic_curves(history: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """Training loss (and its named parts) per epoch, and val mIoU / mAcc per epoch."""
-    plt = _pyplot()
-    if plt is None or not history:
-        return None
-    epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot(epochs, [row["train_loss"] for row in history], marker="o", label="sum", color="black")
-    for name in history[-1].get("train_losses", {}):
-        ax_loss.plot(epochs, [row.get("train_losses", {}).get(name) for row in history], marker=".", label=name)
-    for key, label in (("val_mIoU", "val mIoU"), ("val_mAcc", "val mAcc"), ("ema_val_mIoU", "EMA val mIoU")):
-        rows = [row for row in history if key in row]
-        if rows:
-            ax_iou.plot([row["epoch"] for row in rows], [row[key] for row in rows], marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss (pixel cross-entropy)")
-    ax_iou.set(xlabel="epoch", ylabel="%", title="validation mIoU")
-    for ax in (ax_loss, ax_iou):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return save_figure(fig, path, dpi=120)
-
-
 def write_semantic_report(run_dir: str | Path, *, config: dict[str, Any], result, history: list[dict[str, Any]],
                           summary: dict[str, Any]) -> Path:
     """report.md of a semantic-segmentation run: mIoU / mAcc / aAcc of best.pth, per-class IoU and Acc, the run,

@@ -230,9 +230,11 @@ class DetectionTask(Task):
 
     def write_outputs(self, run_dir: Path, result: DetectionResult, *, split: str, history: list[dict[str, Any]],
                       summary: dict[str, Any]) -> Path:
-        from ..report import plot_detection_curves, write_detection_report
+        from ..report import plot_loss_and_metric_curves, write_detection_report
 
-        plot_detection_curves(history, run_dir / "curves.png")
+        plot_loss_and_metric_curves(history, run_dir / "curves.png", metrics=(
+            ("val_bbox_AP", "val bbox AP"), ("val_segm_AP", "val segm AP"), ("ema_val_bbox_AP", "EMA val bbox AP")),
+            metric_axis=("AP (%)", "validation COCO AP"))
         return write_detection_report(run_dir, config=self.cfg.to_dict(), result=result, history=history,
                                       summary=summary)
 

@@ -269,9 +269,11 @@ class SemanticTask(Task):
 
     def write_outputs(self, run_dir: Path, result: SemanticResult, *, split: str, history: list[dict[str, Any]],
                       summary: dict[str, Any]) -> Path:
-        from ..report import plot_semantic_curves, write_semantic_report
+        from ..report import plot_loss_and_metric_curves, write_semantic_report
 
-        plot_semantic_curves(history, run_dir / "curves.png")
+        plot_loss_and_metric_curves(history, run_dir / "curves.png", metrics=(
+            ("val_mIoU", "val mIoU"), ("val_mAcc", "val mAcc"), ("ema_val_mIoU", "EMA val mIoU")),
+            metric_axis=("%", "validation mIoU"), loss_title="training loss (pixel cross-entropy)")
         return write_semantic_report(run_dir, config=self.cfg.to_dict(), result=result, history=history,
                                      summary=summary)
 
