@@ -90,3 +90,73 @@ def test_report_files(fake_study):
     assert float(rows["dw-n500"]["test_top1_mean"]) == pytest.approx(statistics.mean([87.1, 88.3, 86.0]))
     with open(paths["cells_csv"]) as f:
         assert len(list(csv.DictReader(f))) == 8
+
+
+def _erf_metrics(r50: float) -> dict:
+    return {"stage": "s32", "stride": 32, "img_size": 32, "A0.5": r50 / 10, "raw A0.5": r50 / 20, "r50": r50,
+            "r90": 2 * r50, "gaussian_r2": 0.9, "monotonicity": 1.0, "sigma": r50, "radial_profile": [1.0, 0.5]}
+
+
+@pytest.fixture
+def erf_study(write_study, tmp_path):
+    """Two arms x 3 seeds with finished cells and a best.pth stand-in each; ERFs measured by a counting fake."""
+    variants = [{"label": "ls", "model": "lsnet_test"}, {"label": "dw", "model": "lsnet_test"}]
+    path = write_study(dict(budget={"epochs": 1}, seeds=3, subsets=[500], variants=variants,
+                            analysis={"erf": {"variants": ["ls", "dw"], "thresholds": [0.5]}}))
+    study = load_study(path, runs_dir=tmp_path / "runs")
+    for cell in study.cells():
+        run_dir = study.cell_dir(cell)
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(dict(study.train_config(cell), img_size=32)))
+        (run_dir / "eval.json").write_text(json.dumps({"top1": 80.0 + cell.seed, "best_val_top1": 81.0}))
+        (run_dir / "cell.json").write_text(json.dumps({"cpu_seconds": 10.0, "wall_seconds": 5.0}))
+        (run_dir / "best.pth").write_bytes(f"weights of {cell.id}".encode())
+    return path, study
+
+
+def test_erf_cached_by_checkpoint_and_archived_without_it(erf_study, tmp_path, monkeypatch):
+    import lsnet.analysis.erf as erf_module
+    from lsnet.study import archive_study
+    from lsnet.study.report import erf_summaries
+
+    calls = []
+
+    def fake_compute_erfs(specs, *args, **kwargs):
+        (spec,) = specs
+        calls.append(spec.label)
+        r50 = 2.0 if spec.label.startswith("ls") else 1.0
+        return [type("Found", (), dict(stage="s32", stride=32, img_size=32, metrics={
+            "area_ratio": {"0.5": {"ratio": r50 / 10}}, "area_ratio_raw": {"0.5": {"ratio": r50 / 20}},
+            "radial": {"r50": r50, "r90": 2 * r50, "gaussian_r2": 0.9, "monotonicity": 1.0, "sigma": r50},
+            "radial_profile": {"value": [1.0, 0.5]}}))()]
+
+    monkeypatch.setattr(erf_module, "compute_erfs", fake_compute_erfs)
+    path, study = erf_study
+    rows = {row["arm"]: row for row in erf_summaries(study, collect(study))}
+    assert len(calls) == 6 and rows["ls-n500"]["r50"] == (2.0, 0.0) and rows["dw-n500"]["r50"] == (1.0, 0.0)
+    erf_summaries(study, collect(study))
+    assert len(calls) == 6  # cached in each cell's erf.json
+    changed = study.cell_dir(study.cells()[0])
+    (changed / "best.pth").write_bytes(b"retrained")
+    erf_summaries(study, collect(study))
+    assert calls[6:] == [study.cells()[0].id]  # a new checkpoint is measured again
+
+    folders = archive_study(study, tmp_path / "archive")
+    assert len(folders) == 6 and len(calls) == 7
+    assert sorted(p.name for p in folders[0].iterdir()) == ["cell.json", "config.yaml", "erf.json", "eval.json"]
+    archived = load_study(path, runs_dir=tmp_path / "archive")
+    same = [json.dumps(erf_summaries(s, collect(s)), sort_keys=True) for s in (archived, study)]  # NaN-safe equality
+    assert same[0] == same[1] and '"r50": [2.0, 0.0]' in same[0]
+    assert len(calls) == 7  # the archive answers from erf.json, with no checkpoint
+    assert write_report(archived, plots=False)["markdown"].read_text().count("| ls-n500 |") == 2  # accuracy + ERF
+
+
+def test_archived_erf_with_other_settings_is_not_used(erf_study, tmp_path):
+    from lsnet.study.report import erf_summaries
+
+    path, study = erf_study
+    for cell in study.cells():
+        run_dir = study.cell_dir(cell)
+        (run_dir / "best.pth").unlink()
+        (run_dir / "erf.json").write_text(json.dumps({"settings": {"stage": "s16"}, "metrics": _erf_metrics(3.0)}))
+    assert erf_summaries(study, collect(study)) == []

@@ -4,6 +4,8 @@
     lsnet study run studies/lsnet_ablations.yaml                  # train what is not finished (resumable)
     lsnet study run studies/lsnet_ablations.yaml --only 'wo_lkp-*'
     lsnet study report studies/lsnet_ablations.yaml               # runs/studies/<name>/report/results.md, CSV, plots
+    lsnet study archive studies/lsnet_ablations.yaml --to results/studies   # finished cells' small files, to commit
+    lsnet study report studies/lsnet_ablations.yaml --runs-dir results/studies   # the same tables from the archive
 
 Run folders: <runs-dir>/<study name>/<cell id>/ (cell id = <label>-n<subset>-s<seed>). A finished cell (eval.json)
 is skipped, an interrupted one resumes from its last.pth; stop with Ctrl-C and run the same command again.
@@ -29,14 +31,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     report.add_argument("study", help="study YAML file")
     report.add_argument("--output", default=None, help="report folder (default: <runs-dir>/<name>/report)")
     report.add_argument("--no-plots", action="store_true", help="tables and CSVs only")
-    for sub in (run, report):
+    archive = actions.add_parser("archive", help="copy finished cells' small files (no checkpoints) to a folder")
+    archive.add_argument("study", help="study YAML file")
+    archive.add_argument("--to", required=True, metavar="DIR",
+                         help="destination; cells go to DIR/<study name>/<cell id>/ (e.g. results/studies)")
+    for sub in (run, report, archive):
         sub.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR,
                          help=f"folder holding the studies' run folders (default: {DEFAULT_RUNS_DIR})")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsnet.study import load_study, run_study, write_report
+    from lsnet.study import archive_study, load_study, run_study, write_report
 
     study = load_study(args.study, runs_dir=args.runs_dir)
     if args.action == "run":
@@ -45,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"interrupted; run `lsnet study run {args.study}` again to resume")
             return 130
+        return 0
+    if args.action == "archive":
+        folders = archive_study(study, args.to)
+        print(f"archived {len(folders)} finished cells of {study.name} to {args.to}/{study.name}")
         return 0
     paths = write_report(study, args.output, plots=not args.no_plots)
     print(paths["markdown"].read_text(), end="")

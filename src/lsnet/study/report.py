@@ -14,9 +14,11 @@ reference variant's on the same subset, when both have at least 3 finished seeds
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from .spec import Cell, Study
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["ArmSummary", "CellResult", "collect", "mean_std", "summarize", "welch", "write_report"]
+__all__ = ["ArmSummary", "CellResult", "archive_study", "collect", "mean_std", "summarize", "welch",
+           "write_report"]
 
 MIN_SEEDS_FOR_TEST = 3
 
@@ -169,20 +172,35 @@ def summarize(study: Study, results: Sequence[CellResult], costs: bool = True) -
 
 
 # -------------------------------------------------------------------------------------------------------- ERF
-def _erf_cell(study: Study, result: CellResult, out_dir: Path) -> dict[str, float] | None:
-    """ERF numbers of one trained cell's best.pth (cached in out_dir/<cell>.json by settings and file time)."""
+ERF_FILE = "erf.json"  # in the cell's run folder: the ERF settings, best.pth's sha256 and the numbers
+ARCHIVED_FILES = ("cell.yaml", "cell.json", "config.yaml", EVAL, METRICS, ERF_FILE)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _erf_cell(study: Study, result: CellResult) -> dict[str, float] | None:
+    """ERF numbers of one trained cell's best.pth, cached in the cell's erf.json.
+
+    The cache holds the study's ERF settings and the checkpoint's sha256; it is recomputed when either changed. An
+    archived cell (`archive_study`: no best.pth) answers from its erf.json when the settings match, else None.
+    """
     from dataclasses import asdict
 
-    best = result.run_dir / "best.pth"
-    if not best.is_file():
-        return None
-    settings = dict(asdict(study.erf), checkpoint=str(best), mtime_ns=best.stat().st_mtime_ns)
+    settings = dict(asdict(study.erf))
     settings["variants"], settings["thresholds"] = list(settings["variants"]), list(settings["thresholds"])
-    cache = out_dir / f"{result.cell.id}.json"
-    if cache.is_file():
-        stored = json.loads(cache.read_text())
-        if stored.get("settings") == settings:
-            return stored["metrics"]
+    best, cache = result.run_dir / "best.pth", result.run_dir / ERF_FILE
+    stored = json.loads(cache.read_text()) if cache.is_file() else {}
+    if not best.is_file():
+        return stored["metrics"] if stored.get("settings") == settings else None
+    checkpoint_sha256 = _sha256(best)
+    if stored.get("settings") == settings and stored.get("checkpoint_sha256") == checkpoint_sha256:
+        return stored["metrics"]
     from ..analysis.erf import compute_erfs
     from ..analysis.models import ModelSpec
 
@@ -197,18 +215,18 @@ def _erf_cell(study: Study, result: CellResult, out_dir: Path) -> dict[str, floa
                **{f"raw A{t}": m["area_ratio_raw"][str(float(t))]["ratio"] for t in erf.thresholds},
                **{k: m["radial"][k] for k in ("r50", "r90", "gaussian_r2", "monotonicity", "sigma")},
                "radial_profile": m["radial_profile"]["value"]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
+    cache.write_text(json.dumps({"settings": settings, "checkpoint_sha256": checkpoint_sha256, "metrics": metrics},
+                                indent=2))
     return metrics
 
 
-def erf_summaries(study: Study, results: Sequence[CellResult], out_dir: Path) -> list[dict[str, Any]]:
+def erf_summaries(study: Study, results: Sequence[CellResult]) -> list[dict[str, Any]]:
     """Per ERF arm: mean +- std over seeds of each ERF number, Welch's test against the reference arm's."""
     per_arm: dict[str, list[dict[str, Any]]] = {}
     arm_cell: dict[str, Cell] = {}
     for r in results:
         if r.cell.variant.label in study.erf.variants:
-            metrics = _erf_cell(study, r, out_dir)
+            metrics = _erf_cell(study, r)
             if metrics is not None:
                 per_arm.setdefault(r.cell.arm, []).append(metrics)
                 arm_cell[r.cell.arm] = r.cell
@@ -355,7 +373,7 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
     out.mkdir(parents=True, exist_ok=True)
     results = collect(study)
     arms = summarize(study, results)
-    erf_rows = erf_summaries(study, results, out / "erf") if study.erf is not None else []
+    erf_rows = erf_summaries(study, results) if study.erf is not None else []
     total_cpu = sum(r.cpu_seconds or 0.0 for r in results)
     expected = len(study.cells())
     lines = [f"# Study {study.name}", ""]
@@ -391,3 +409,25 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
         except ImportError as err:  # matplotlib is optional: the tables and CSVs are written anyway
             _logger.warning(f"no plots: {err}")
     return paths
+
+
+def archive_study(study: Study, dest: str | Path) -> list[Path]:
+    """Copy every finished cell's small files (ARCHIVED_FILES, no checkpoints) to <dest>/<study name>/<cell id>/.
+
+    The ERFs of the study's ERF arms are measured first (from best.pth, into erf.json), so
+    `load_study(path, runs_dir=dest)` reports the same tables from the archive alone. Returns the cell folders.
+    """
+    results = collect(study)
+    if study.erf is not None:
+        for r in results:
+            if r.cell.variant.label in study.erf.variants:
+                _erf_cell(study, r)
+    folders = []
+    for r in results:
+        folder = Path(dest) / study.name / r.cell.id
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ARCHIVED_FILES:
+            if (r.run_dir / name).is_file():
+                shutil.copy2(r.run_dir / name, folder / name)
+        folders.append(folder)
+    return folders
