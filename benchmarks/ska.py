@@ -2,11 +2,12 @@
 
     python benchmarks/ska.py                                  # LSNet shapes, batch 32 and 1, 1 and 2 threads
     python benchmarks/ska.py --batch 1 --threads 1 --rounds 5 --out results/ska_quick.json
+    python benchmarks/ska.py --stat min                       # best round: steadier on a busy machine
 
 For each shape the bound is `conv2d(x, w_dw, groups=C)` (3x3 depthwise) on the same x in the same memory format.
 Candidates: `cpu` (our C kernels, lazily compiled), `shift_add` (the pure-PyTorch reference, which is the usual
-shift-and-add port), `triton` on CUDA. Printed numbers are ratios time(candidate) / time(bound) (lower is better);
-absolute medians go to the JSON file.
+shift-and-add port), `triton` on CUDA. Printed numbers are ratios time(candidate) / time(bound) (lower is better),
+each time the median (default) or the minimum over rounds (`--stat`); both statistics go to the JSON file.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--layouts", nargs="+", default=["channels_last", "nchw"], choices=["channels_last", "nchw"])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--stat", choices=["median", "min"], default="median",
+                        help="per-candidate time over rounds; min is steadier when other jobs share the CPUs")
     parser.add_argument("--no-backward", action="store_true")
     parser.add_argument("--out", default="results/ska.json")
     return parser.parse_args(argv)
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         for passes in (["fwd"] if args.no_backward else ["fwd", "fwd+bwd"]):
             for layout in args.layouts:
-                print(f"\n## {passes}, {layout}, {threads} thread(s): time / depthwise-3x3 time")
+                print(f"\n## {passes}, {layout}, {threads} thread(s): "
+                      f"{args.stat} time / depthwise-3x3 {args.stat} time")
                 header = None
                 for batch in args.batch:
                     for shape in args.shapes:
@@ -98,17 +102,19 @@ def main(argv=None) -> int:
                         x, w, dw = make_inputs(batch, channels, size, layout, grad=passes == "fwd+bwd")
                         cands = candidates_for(x, w, dw, backward=passes == "fwd+bwd")
                         timings = time_interleaved(cands, rounds=args.rounds, min_seconds=0.002)
-                        bound = timings["dwconv3x3 (bound)"].median
+                        seconds = {n: getattr(t, args.stat) for n, t in timings.items()}
+                        bound = seconds["dwconv3x3 (bound)"]
                         names = [n for n in cands if n != "dwconv3x3 (bound)"]
                         if header is None:
                             header = f"{'B':>3} {'C@HxW':>10} {'bound ms':>9} " + " ".join(f"{n:>10}" for n in names)
                             print(header)
-                        ratios = {n: timings[n].median / bound for n in names}
+                        ratios = {n: seconds[n] / bound for n in names}
                         print(f"{batch:>3} {channels:>4}@{size}x{size:<3} {bound * 1e3:>9.3f} "
                               + " ".join(f"{ratios[n]:>10.2f}" for n in names))
                         records.append(dict(threads=threads, passes=passes, layout=layout, batch=batch,
-                                            channels=channels, size=size, bound_s=bound, ratios=ratios,
-                                            medians_s={n: t.median for n, t in timings.items()}))
+                                            channels=channels, size=size, stat=args.stat, bound_s=bound,
+                                            ratios=ratios, medians_s={n: t.median for n, t in timings.items()},
+                                            mins_s={n: t.min for n, t in timings.items()}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(records, indent=1))
