@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the wall-time comparison")
     parser.add_argument("--out", type=Path, help="also write the tables to this markdown file (e.g. under results/)")
     args = parser.parse_args(argv)
+    if min(args.batch, args.threads, args.runs, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--batch, --threads, --runs and --rounds must be >= 1 and --warmup >= 0")
     header = (f"# onnxruntime {onnxruntime.__version__} profile, {platform.machine()} {platform.processor() or ''}"
               f"({torch.get_num_threads()} cores for torch), torch {torch.__version__}\n\n"
               f"command: `python benchmarks/ort_profile.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
