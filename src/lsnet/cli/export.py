@@ -3,6 +3,7 @@
     lsnet export lsnet_t --format onnx --output lsnet_t.onnx
     lsnet export lsnet_t --format torchscript --checkpoint lsnet_t.pth --img-size 256
     lsnet export lsnet_t --format onnx --no-dynamic-batch --no-fuse
+    lsnet export lsnet_t --format onnx --ska-form reference    # LS convs as shift-and-add (k*k slices, muls, adds)
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--img-size", type=positive_int, default=224)
     parser.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--ska-form", choices=["compact", "reference"], default="compact",
+                        help="ONNX graph of each LS conv: compact (gather conv + mul + reduce-sum, BN and GroupNorm "
+                             "affine folded) or reference (shift-and-add)")
     parser.add_argument("--rtol", type=positive_float, default=1e-4, help="max relative error accepted")
     parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True,
                         help="report batch-1 latency of the export next to torch eager")
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         model(torch.zeros(1, *input_size))
     output = args.output or f"{args.model}.{'onnx' if args.format == 'onnx' else 'pt'}"
     if args.format == "onnx":
-        check = export_onnx(model, output, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol)
+        check = export_onnx(model, output, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol,
+                            ska_form=args.ska_form)
     else:
         check = export_torchscript(model, output, input_size, rtol=args.rtol)
     print(check)

@@ -2,6 +2,10 @@
 
     from lsnet.deploy import export_onnx, fuse
     print(export_onnx(fuse(model), 'lsnet_t.onnx', (3, 224, 224)))   # checks onnxruntime against torch
+
+ONNX graphs of LS convolutions take one of two forms (`ska_form`): "compact" (default; `ska_graph.py`: SKA as one
+gather conv + mul + reduce-sum, the BN after it and GroupNorm's affine folded in) or "reference" (the
+shift-and-add spec: k*k pads, slices, muls and adds per LS conv, then BN).
 """
 from __future__ import annotations
 
@@ -12,7 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ExportCheck", "export_onnx", "export_torchscript"]
+from .ska_graph import with_compact_ska
+
+__all__ = ["ExportCheck", "export_onnx", "export_torchscript", "SKA_FORMS"]
+
+SKA_FORMS = ("compact", "reference")
 
 
 @dataclass
@@ -45,12 +53,17 @@ def export_onnx(
     dynamic_batch: bool = True,
     check_batches: tuple[int, ...] = (1, 4),
     rtol: float = 1e-4,
+    ska_form: str = "compact",
 ) -> ExportCheck:
     """Export `model` (eval) to ONNX with SKA as standard ops, then check onnxruntime against torch.
 
     With `dynamic_batch` the graph is exported from a batch-2 example with a symbolic batch axis and checked at
-    every batch in `check_batches`; otherwise it is exported and checked at batch 1.
+    every batch in `check_batches`; otherwise it is exported and checked at batch 1. `ska_form` is the graph of
+    each LS conv ("compact" or "reference", see the module docstring); the check always compares with `model`
+    itself, so the compact form's folding is verified on every export.
     """
+    if ska_form not in SKA_FORMS:
+        raise ValueError(f"export_onnx: ska_form must be one of {SKA_FORMS}, got {ska_form!r}")
     try:
         import onnxruntime
     except ImportError as err:
@@ -59,8 +72,9 @@ def export_onnx(
     path = os.fspath(path)
     example = _example(model, input_size, 2 if dynamic_batch else 1)
     dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
+    exported = with_compact_ska(model) if ska_form == "compact" else model
     with torch.no_grad():
-        program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
+        program = torch.onnx.export(exported, (example,), dynamo=True, dynamic_shapes=dynamic_shapes,
                                     input_names=["input"], output_names=["logits"], verbose=False)
     program.save(path)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
