@@ -130,7 +130,7 @@ def test_bench_cli_runtimes_precisions_and_thread_counts(tmp_path, capsys):
     for threads in (1, 2):
         assert rows[("onnxruntime", "fp32", threads)]["max_rel_error"] < 1e-4
         assert rows[("eager", "bf16", threads)]["max_rel_error"] < 5e-2
-        assert f"{threads} intra-op threads" in rows[("onnxruntime", "fp32", threads)]["note"]
+        assert f"intra-op threads {threads}" in rows[("onnxruntime", "fp32", threads)]["note"]
         assert rows[("eager", "int8", threads)]["status"] == "n/a"
         assert "QDQ int8" in rows[("onnxruntime", "int8", threads)]["note"]
         assert rows[("onnxruntime", "int8", threads)]["max_rel_error"] is not None

@@ -124,7 +124,7 @@ def run_int8(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = f"{tmp}/fp32.onnx"
         check = export_onnx(model, fp32, input_size, dynamic_batch=args.dynamic_batch, rtol=args.rtol)
-        print(check)
+        print(f"fp32 export (temporary file): {check}")
         if not check.passed:
             return 1
         print(quantize_model(model, fp32, output, calibration))

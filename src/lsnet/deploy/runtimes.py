@@ -185,4 +185,4 @@ def _onnxruntime_runner(model: nn.Module, precision: str, input_size: tuple[int,
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {input_name: x.numpy()})[0])
 
-    return Runner("onnxruntime", precision, f"{note}, {threads} intra-op threads", run)
+    return Runner("onnxruntime", precision, f"{note}, intra-op threads {threads}", run)
