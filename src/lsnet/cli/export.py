@@ -127,7 +127,7 @@ def run_int8(args: argparse.Namespace) -> int:
         print(f"fp32 export (temporary file): {check}")
         if not check.passed:
             return 1
-        print(quantize_model(model, fp32, output, calibration))
+        print(quantize_model(fp32, output, calibration))
     images, labels = calibration_images(args.calibration, "val", args.verify_images, input_size, run_config=config)
     result = verify_quantized(output, model, images, labels)
     print(result)

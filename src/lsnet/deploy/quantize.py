@@ -4,7 +4,7 @@
     from lsnet.deploy.quantize import calibration_images, quantize_model, verify_quantized
     export_onnx(model, "m.onnx", (1, 64, 64))                                            # model: fused, eval
     images, _ = calibration_images("fashion-mnist", "train", 256, (1, 64, 64))         # training images only
-    print(quantize_model(model, "m.onnx", "m_int8.onnx", images))
+    print(quantize_model("m.onnx", "m_int8.onnx", images))
     print(verify_quantized("m_int8.onnx", model, *calibration_images("fashion-mnist", "val", 1000, (1, 64, 64))))
 
 Defaults, chosen by measurement on a 2-core AMD EPYC with AVX2 + FMA and no VNNI (onnxruntime 1.32): per-channel
@@ -18,7 +18,6 @@ was within the noise of 1000 images).
 """
 from __future__ import annotations
 
-import ast
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,11 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["QuantCheck", "QuantReport", "calibration_images", "float_module_names", "float_nodes", "quantize_model",
-           "quantize_onnx", "verify_quantized"]
+__all__ = ["QuantCheck", "QuantReport", "calibration_images", "float_nodes", "quantize_model", "quantize_onnx",
+           "verify_quantized"]
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
-SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata of torch's dynamo exporter: the module path of each node
 
 
 @dataclass
@@ -72,39 +70,29 @@ class QuantCheck:
         return text
 
 
-def float_module_names(model: nn.Module) -> list[str]:
-    """Modules whose ONNX nodes stay float: the model's first conv and, in every LKP, the 1x1 conv that predicts the
-    SKA weights and the GroupNorm over them."""
-    from ..layers.lsconv import LargeKernelPerception
+def float_nodes(onnx_model) -> list[str]:
+    """Nodes of an exported model that stay float: every Conv reading the graph input (the first conv) and every Conv
+    whose output reaches a per-sample normalisation (Instance-, Layer-, GroupNormalization) through shape-only ops
+    (LKP's 1x1 conv that predicts the SKA weights, before its GroupNorm), with those normalisations.
 
-    names = []
-    first_conv = next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-    if first_conv is not None:
-        names.append(first_conv)
-    for name, module in model.named_modules():
-        if isinstance(module, LargeKernelPerception):
-            names += [f"{name}.to_weights", f"{name}.norm"]
-    return names
-
-
-def float_nodes(onnx_model, model: nn.Module) -> list[str]:
-    """Names of the nodes of `onnx_model` (exported from `model` by `export_onnx`) inside `float_module_names`.
-
-    A node belongs to the module named by the last module scope the dynamo exporter recorded for it; a fused
-    module (Conv2dReLU) keeps its conv's name, so its ReLU stays float with it."""
-    modules = set(float_module_names(model))
-    found = []
-    for node in onnx_model.graph.node:
-        scopes = next((p.value for p in node.metadata_props if p.key == SCOPES_KEY), None)
-        if scopes is None:
+    Found from the graph alone, so it holds for any ONNX form of the LS conv (shift-and-add or compact)."""
+    graph = onnx_model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    inputs = {i.name for i in graph.input}
+    keep = [node.name for node in graph.node if node.op_type == "Conv" and node.input[0] in inputs]
+    for node in graph.node:
+        if node.op_type not in _PER_SAMPLE_NORMS:
             continue
-        paths = ast.literal_eval(scopes)  # ['', 'stem', 'stem.0', 'conv2d']: module paths, then the op's name
-        if len(paths) >= 2 and paths[-2] in modules:
-            found.append(node.name)
-    if modules and not found:
-        raise ValueError(f"no ONNX node carries the module scopes of {sorted(modules)[:3]}...; export the model with "
-                         "lsnet.deploy.export_onnx (torch's dynamo exporter records them), or pass keep_float=()")
-    return found
+        source = producer.get(node.input[0])
+        while source is not None and source.op_type in _SHAPE_OPS:
+            source = producer.get(source.input[0])
+        if source is not None and source.op_type == "Conv":
+            keep += [source.name, node.name]
+    return list(dict.fromkeys(keep))
+
+
+_PER_SAMPLE_NORMS = ("InstanceNormalization", "LayerNormalization", "GroupNormalization")
+_SHAPE_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity")
 
 
 class _Batches:
@@ -164,12 +152,12 @@ def quantize_onnx(
     return QuantReport(os.fspath(output_path), quantized, tuple(keep_float), settings)
 
 
-def quantize_model(model: nn.Module, fp32_path: str | os.PathLike, output_path: str | os.PathLike,
-                   calibration: torch.Tensor, **settings: Any) -> QuantReport:
-    """`quantize_onnx` of `fp32_path`, the `export_onnx` file of `model`, keeping `float_nodes` in float."""
+def quantize_model(fp32_path: str | os.PathLike, output_path: str | os.PathLike, calibration: torch.Tensor,
+                   **settings: Any) -> QuantReport:
+    """`quantize_onnx` of the fp32 ONNX file `fp32_path`, keeping its `float_nodes` in float."""
     import onnx
 
-    keep_float = float_nodes(onnx.load(os.fspath(fp32_path)), model)
+    keep_float = float_nodes(onnx.load(os.fspath(fp32_path)))
     return quantize_onnx(fp32_path, output_path, calibration, keep_float=keep_float, **settings)
 
 

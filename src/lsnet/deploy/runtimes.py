@@ -173,7 +173,7 @@ def _onnxruntime_runner(model: nn.Module, precision: str, input_size: tuple[int,
         fp32, path = path, workdir / "model_int8.onnx"
         images = calibration.double()  # the file is made again for other calibration images
         key = (input_size, tuple(calibration.shape), float(images.sum()), float(images.square().sum()))
-        report = _made_once(model, path, key, lambda: quantize_model(model, fp32, path, calibration))
+        report = _made_once(model, path, key, lambda: quantize_model(fp32, path, calibration))
         note += f", {report.summary()}"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
