@@ -48,6 +48,11 @@ def contains(line: str, *words: str) -> None:
     (["bench", "lsnet_test", "--batch", "1", "0"], ["--batch", "positive integer", "'0'"]),
     (["bench", "lsnet_test", "--rounds", "0"], ["--rounds", "positive integer"]),
     (["bench", "lsnet_test", "--threads", "0"], ["--threads", "positive integer"]),
+    (["bench", "lsnet_test", "--runtime", "eager,tensorrt"], ["--runtime", "'tensorrt' not among", "onnxruntime"]),
+    (["bench", "lsnet_test", "--precision", "fp16"], ["--precision", "'fp16' not among", "bf16, int8"]),
+    (["bench", "lsnet_test", "--onnxruntime"], ["unrecognized arguments: --onnxruntime"]),
+    (["export", "lsnet_test", "--precision", "bf16"], ["--precision", "invalid choice: 'bf16'", "int8"]),
+    (["export", "lsnet_test", "--min-agreement", "2"], ["--min-agreement", "between 0 and 1", "'2'"]),
     (["demo", "--models", "no_such_model"], ["--models", "unknown model 'no_such_model'"]),
     (["demo", "--batch", "0"], ["--batch", "positive integer"]),
     (["demo", "--rounds", "0"], ["--rounds", "positive integer"]),
@@ -107,8 +112,24 @@ def test_bench_output_under_a_file(capsys, tmp_path):
 def test_bench_missing_optional_package(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     line = one_line_error(capsys, ["bench", "lsnet_test", "--batch", "1", "--img-size", "32", "--rounds", "1",
-                                   "--onnxruntime", "--out", str(tmp_path)])
+                                   "--runtime", "onnxruntime", "--out", str(tmp_path)])
     contains(line, "onnxruntime", "pip install")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["bench", "lsnet_test", "--runtime", "onnxruntime", "--precision", "int8"],
+     ["onnxruntime int8 needs calibration images", "--calibration fashion-mnist"]),
+    (["bench", "lsnet_test", "--calibration", "fashion-mnist"], ["--calibration is for int8", "--precision"]),
+    (["export", "lsnet_test", "--precision", "int8"], ["--precision int8 needs calibration images", "--calibration"]),
+    (["export", "lsnet_test", "--precision", "int8", "--format", "torchscript", "--calibration", "fashion-mnist"],
+     ["--precision int8 exports ONNX", "drop --format torchscript"]),
+    (["export", "lsnet_test", "--calibration", "fashion-mnist"], ["--calibration is for --precision int8"]),
+    (["export", "lsnet_test", "--precision", "int8", "--calibration", "{tmp}/missing", "--output", "{tmp}/m.onnx"],
+     ["--calibration", "neither a data set", "nor an image folder"]),
+])
+def test_bad_precision_combinations_are_one_line(capsys, tmp_path, argv, words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    contains(one_line_error(capsys, [*argv, *(["--out", str(tmp_path)] if argv[0] == "bench" else [])]), *words)
 
 
 def test_demo_size_the_model_cannot_take(capsys):

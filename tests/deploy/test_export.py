@@ -62,6 +62,10 @@ def test_bench_cli_writes_tables_and_plot(tmp_path, capsys):
     rows = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("lsnet_test", "resnet10t") for b in (1, 2)}
     assert all(r["images_per_s"] > 0 and r["gmacs"] > 0 for r in rows)
+    for r in rows:  # eager fp32 against eager fp32: the same numbers; GFLOP/s = 2 * MACs * batch / median time
+        assert (r["runtime"], r["precision"], r["status"], r["max_rel_error"], r["top1_agreement"]) == (
+            "eager", "fp32", "ok", 0.0, 1.0)
+        assert r["gflops_per_s"] == pytest.approx(2 * r["gmacs"] * r["batch"] / (r["latency_ms_median"] / 1e3))
     assert (tmp_path / "bench" / "bench.png").stat().st_size > 1000
     assert "lsnet_test" in capsys.readouterr().out
 
@@ -95,3 +99,57 @@ def test_conv_relu_fast_path_respects_the_onednn_switch():
         with torch.backends.mkldnn.flags(enabled=False):
             assert not conv._fast_path_ok(x)
             torch.testing.assert_close(conv(x), torch.relu(torch.nn.functional.conv2d(x, conv.weight, conv.bias)))
+
+
+def random_image_folder(root, train: int = 24, test: int = 4):
+    """An image folder (train/ and test/, two classes) of random 16x16 RGB images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("test", test)):
+        for i in range(count):
+            folder = root / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def test_bench_cli_runtimes_precisions_and_thread_counts(tmp_path, capsys):
+    """One row per (runtime, precision, batch, threads); what cannot run is n/a with its reason."""
+    from lsnet.deploy.runtimes import onnxruntime_bf16_support
+
+    code = cli(["bench", "lsnet_test", "--batch", "1", "--img-size", "32", "--rounds", "1", "--threads", "1", "2",
+                "--runtime", "eager,onnxruntime", "--precision", "fp32,bf16,int8", "--no-memory", "--calibration",
+                str(random_image_folder(tmp_path / "data")), "--calibration-images", "8",
+                "--out", str(tmp_path / "bench")])
+    assert code == 0
+    rows = {(r["runtime"], r["precision"], r["threads"]): r
+            for r in json.loads((tmp_path / "bench" / "bench.json").read_text())}
+    assert len(rows) == 2 * 3 * 2
+    for threads in (1, 2):
+        assert rows[("onnxruntime", "fp32", threads)]["max_rel_error"] < 1e-4
+        assert rows[("eager", "bf16", threads)]["max_rel_error"] < 5e-2
+        assert f"intra-op threads {threads}" in rows[("onnxruntime", "fp32", threads)]["note"]
+        assert rows[("eager", "int8", threads)]["status"] == "n/a"
+        assert "QDQ int8" in rows[("onnxruntime", "int8", threads)]["note"]
+        assert rows[("onnxruntime", "int8", threads)]["max_rel_error"] is not None
+        if onnxruntime_bf16_support() is not None:
+            assert rows[("onnxruntime", "bf16", threads)]["status"] == "n/a"
+            assert "no bf16 kernels" in rows[("onnxruntime", "bf16", threads)]["note"]
+    assert "n/a: eager int8" in capsys.readouterr().out
+
+
+def test_export_int8_cli_gates_on_agreement(tmp_path, capsys):
+    """Calibrated on a folder's training images, checked on its held-out ones; exit status 1 below --min-agreement."""
+    out = tmp_path / "m_int8.onnx"
+    code = cli(["export", "lsnet_test", "--img-size", "32", "--precision", "int8", "--calibration",
+                str(random_image_folder(tmp_path / "data")), "--calibration-images", "8", "--verify-images", "50",
+                "--min-agreement", "1",
+                "--output", str(out)])
+    printed = capsys.readouterr().out
+    agreement = float(printed.split("top-1 agreement ")[1].split("%")[0]) / 100
+    assert "on 2 held-out images" in printed  # 24 training images: 10% (2) held out for validation
+    assert code == (0 if agreement == 1 else 1)
+    graph = onnx.load(str(out)).graph
+    assert sum(node.op_type == "DequantizeLinear" for node in graph.node) > 10

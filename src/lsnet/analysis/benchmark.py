@@ -1,10 +1,15 @@
-"""Model benchmarking: parameters, MACs, throughput, latency and peak memory, measured interleaved.
+"""Model benchmarking: parameters, MACs, throughput, latency, GFLOP/s and peak memory of models on several runtimes
+and precisions, measured interleaved.
 
     from lsnet.analysis.benchmark import benchmark_models
-    rows = benchmark_models(['lsnet_t', 'efficientvit_m4'], batches=(1, 32), fuse=True, channels_last=True)
+    rows = benchmark_models(['lsnet_t', 'efficientvit_m4'], batches=(1, 32), threads=(1, 2), channels_last=True,
+                            runtimes=('eager', 'onnxruntime'), precisions=('fp32', 'int8'), calibration='fashion-mnist')
 
-Every round runs each (model, backend, batch) once in the same order (`lsnet.analysis.timing.time_interleaved`), so
-drift on a shared machine hits all models alike; reported times are medians with min and max over rounds.
+For each thread count, one interleaved run (`lsnet.analysis.timing.time_interleaved`) times every (model, runtime,
+precision, batch) once per round in the same order, so drift on a shared machine hits all alike; reported times are
+medians with min and max over rounds. Runners come from `lsnet.deploy.runtimes.build_runner`; a combination that
+cannot run here becomes an 'n/a' row with the reason. Each runner's logits are compared with the fused model in eager
+fp32 (NCHW) on the timing input.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import timm
 import torch
 
 from ..deploy import fuse as fuse_model
+from ..deploy.runtimes import Runner, Unsupported, build_runner
 from .flops import count_macs
 from .plots import pyplot, save_figure
 from .timing import time_interleaved
@@ -26,22 +32,28 @@ from .timing import time_interleaved
 @dataclass
 class BenchResult:
     model: str
+    runtime: str  # lsnet.deploy.runtimes.RUNTIMES
+    precision: str  # lsnet.deploy.runtimes.PRECISIONS
     batch: int
     threads: int
     img_size: int
-    backend: str  # "torch" or "onnxruntime"
     params_m: float
-    gmacs: float
-    images_per_s: float
-    latency_ms_median: float
-    latency_ms_min: float
-    latency_ms_max: float
+    gmacs: float  # per image
+    status: str  # "ok", or "n/a" (with the reason in `note`)
+    note: str  # what really runs (runtime, layout, quantization), or why it cannot
+    images_per_s: float | None = None
+    latency_ms_median: float | None = None
+    latency_ms_min: float | None = None
+    latency_ms_max: float | None = None
+    gflops_per_s: float | None = None  # 2 * MACs * batch / median time
+    max_rel_error: float | None = None  # max |logits - eager fp32| / max |eager fp32|, on the timing input
+    top1_agreement: float | None = None  # fraction of the timing batch where top-1 equals eager fp32's
     peak_memory_mb: float | None = None
     accuracy: float | None = None
     extra: dict = field(default_factory=dict)
 
 
-def peak_activation_memory_mb(model: torch.nn.Module, x: torch.Tensor) -> float:
+def peak_activation_memory_mb(model: Callable[[torch.Tensor], object], x: torch.Tensor) -> float:
     """Peak of CPU memory allocated during one forward pass (torch profiler's allocation events), in MB."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -57,87 +69,117 @@ def peak_activation_memory_mb(model: torch.nn.Module, x: torch.Tensor) -> float:
     return peak / 2**20
 
 
-def _onnx_runner(model: torch.nn.Module, input_size: tuple[int, int, int], workdir: Path, name: str,
-                 threads: int) -> Callable[[torch.Tensor], object]:
-    import onnxruntime
-
-    from ..deploy import export_onnx
-
-    path = workdir / f"{name}.onnx"
-    check = export_onnx(model, path, input_size, dynamic_batch=True)
-    if not check.passed:
-        raise RuntimeError(f"onnx export of {name} does not match torch: {check}")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {input_name: x.numpy()})
+def _compare(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
+    """(max relative error, top-1 agreement) of logits `got` against `want`, both (B, classes)."""
+    error = float((got.double() - want.double()).abs().max() / want.double().abs().max().clamp_min(1e-12))
+    return error, float((got.argmax(1) == want.argmax(1)).double().mean())
 
 
 def benchmark_models(
     names: Sequence[str],
     batches: Sequence[int] = (1, 32),
-    threads: int | None = None,
+    threads: Sequence[int] | int | None = None,
     img_size: int = 224,
     fuse: bool = True,
     channels_last: bool = False,
     rounds: int = 10,
-    onnxruntime: bool = False,
+    runtimes: Sequence[str] = ("eager",),
+    precisions: Sequence[str] = ("fp32",),
+    calibration: str | None = None,
+    calibration_images: int = 256,
     measure_memory: bool = True,
     accuracy: dict[str, float] | None = None,
     workdir: str | Path = "results/onnx",
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
-    """Benchmark timm models (after `import lsnet`) interleaved round by round; see the module docstring."""
-    if threads:
-        torch.set_num_threads(threads)
-    threads = torch.get_num_threads()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    runners: dict[tuple[str, str], Callable[[torch.Tensor], object]] = {}
-    info: dict[str, tuple[float, float, int]] = {}
-    models = {}
+    """Benchmark timm models (after `import lsnet`); see the module docstring.
+
+    threads: torch / onnxruntime intra-op thread counts, one interleaved run each (default: torch's current count).
+    calibration: data for onnxruntime int8 ('fashion-mnist' or an image folder; `calibration_images` training
+    images, `lsnet.deploy.quantize.calibration_images`). workdir: ONNX files, one folder per model.
+    """
+    from ..deploy.quantize import calibration_images as load_calibration
+
+    thread_counts = [threads] if isinstance(threads, int) else list(threads or [torch.get_num_threads()])
+    say = progress or (lambda message: None)
+    models, info, inputs, references, calibrations = {}, {}, {}, {}, {}
     for name in names:
         model = timm.create_model(name).eval()
         in_chans = model.pretrained_cfg.get("input_size", (3,))[0]
-        if fuse:
-            model = fuse_model(model)
-        model = model.to(memory_format=fmt)
+        model = fuse_model(model) if fuse else model
+        input_size = (in_chans, img_size, img_size)
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        info[name] = (params, count_macs(model, (in_chans, img_size, img_size)) / 1e9, in_chans)
-        models[name] = model
-        runners[(name, "torch")] = model
-        if onnxruntime:
-            Path(workdir).mkdir(parents=True, exist_ok=True)
-            runners[(name, "onnxruntime")] = _onnx_runner(model, (in_chans, img_size, img_size), Path(workdir),
-                                                          name, threads)
-        if progress:
-            progress(f"built {name}: {params:.2f}M params, {info[name][1]:.3f} GMACs")
+        models[name], info[name] = model, (params, count_macs(model, input_size) / 1e9, input_size)
+        for b in batches:
+            inputs[(name, b)] = torch.randn(b, *input_size)
+            with torch.inference_mode():
+                references[(name, b)] = model(inputs[(name, b)]).float()
+        say(f"built {name}: {params:.2f}M params, {info[name][1]:.3f} GMACs")
 
-    inputs = {(name, b): torch.randn(b, info[name][2], img_size, img_size).contiguous(memory_format=fmt)
-              for name in names for b in batches}
-    candidates = {(name, kind, b): (lambda run=run, x=inputs[(name, b)]: run(x))
-                  for (name, kind), run in runners.items() for b in batches}
-    round_done = (lambda r: progress(f"round {r}/{rounds}")) if progress else None
-    with torch.inference_mode():
-        timings = time_interleaved(candidates, rounds=rounds, threads=threads, progress=round_done)
+    def runner_for(name: str, runtime: str, precision: str, n_threads: int) -> Runner | str:
+        """A runner, or the reason it cannot run."""
+        input_size = info[name][2]
+        calib = None
+        if runtime == "onnxruntime" and precision == "int8" and calibration is not None:
+            if name not in calibrations:  # one tensor per model, so the int8 file is made once for all thread counts
+                calibrations[name] = load_calibration(calibration, "train", calibration_images, input_size)[0]
+            calib = calibrations[name]
+        try:
+            runner = build_runner(models[name], runtime, precision, input_size, threads=n_threads,
+                                  workdir=Path(workdir) / name, channels_last=channels_last, calibration=calib,
+                                  batches=batches)
+        except Unsupported as err:
+            say(f"{name} {runtime} {precision}: n/a ({err})")
+            return str(err)
+        say(f"{name} {runtime} {precision}: {runner.note}")
+        return runner
 
+    torch_runners = {(name, rt, p): runner_for(name, rt, p, thread_counts[0])
+                     for name in names for rt in runtimes if rt != "onnxruntime" for p in precisions}
     results = []
-    for (name, kind, b), timing in timings.items():
-        params, gmacs, in_chans = info[name]
-        memory = None
-        if measure_memory and kind == "torch":
-            memory = peak_activation_memory_mb(models[name], inputs[(name, b)])
-        results.append(BenchResult(
-            model=name, batch=b, threads=threads, img_size=img_size, backend=kind, params_m=params, gmacs=gmacs,
-            images_per_s=b / timing.median, latency_ms_median=timing.median * 1e3, latency_ms_min=timing.min * 1e3,
-            latency_ms_max=timing.max * 1e3, peak_memory_mb=memory,
-            accuracy=(accuracy or {}).get(name), extra=dict(fused=fuse, channels_last=channels_last),
-        ))
+    for n_threads in thread_counts:
+        runners = dict(torch_runners)
+        runners.update({(name, "onnxruntime", p): runner_for(name, "onnxruntime", p, n_threads)
+                        for name in names if "onnxruntime" in runtimes for p in precisions})
+        order = [(name, rt, p) for name in names for rt in runtimes for p in precisions]
+        candidates, prepared = {}, {}
+        for key in order:
+            runner = runners[key]
+            if isinstance(runner, Runner):
+                for b in batches:
+                    x = prepared[(*key, b)] = runner.prepare(inputs[(key[0], b)])
+                    candidates[(*key, b)] = lambda run=runner.run, x=x: run(x)
+        round_done = (lambda r, n=n_threads: say(f"{n} threads: round {r}/{rounds}"))
+        with torch.inference_mode():
+            timings = time_interleaved(candidates, rounds=rounds, threads=n_threads, progress=round_done)
+        for name, runtime, precision in order:
+            runner = runners[(name, runtime, precision)]
+            params, gmacs, _ = info[name]
+            for b in batches:
+                row = BenchResult(model=name, runtime=runtime, precision=precision, batch=b, threads=n_threads,
+                                  img_size=img_size, params_m=params, gmacs=gmacs, status="n/a",
+                                  note=runner if isinstance(runner, str) else runner.note,
+                                  accuracy=(accuracy or {}).get(name),
+                                  extra=dict(fused=fuse, channels_last=channels_last))
+                results.append(row)
+                if isinstance(runner, str):
+                    continue
+                timing = timings[(name, runtime, precision, b)]
+                with torch.inference_mode():
+                    logits = runner(inputs[(name, b)])
+                    if measure_memory and runtime == "eager":
+                        row.peak_memory_mb = peak_activation_memory_mb(runner.run, prepared[(name, runtime,
+                                                                                             precision, b)])
+                row.max_rel_error, row.top1_agreement = _compare(logits, references[(name, b)])
+                row.status, row.images_per_s = "ok", b / timing.median
+                row.latency_ms_median, row.latency_ms_min = timing.median * 1e3, timing.min * 1e3
+                row.latency_ms_max, row.gflops_per_s = timing.max * 1e3, 2 * gmacs * b / timing.median
     return results
 
 
 def write_results(results: Sequence[BenchResult], out_dir: str | Path, stem: str = "bench") -> list[Path]:
-    """Write CSV and JSON tables and a scatter plot (accuracy or GMACs vs images/s at the largest batch)."""
+    """Write CSV and JSON tables and a scatter plot (accuracy or GMACs vs images/s at the largest batch and the
+    first thread count; n/a rows are in the tables only)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [asdict(r) for r in results]
@@ -149,31 +191,44 @@ def write_results(results: Sequence[BenchResult], out_dir: str | Path, stem: str
         writer.writeheader()
         writer.writerows(rows)
     paths = [json_path, csv_path]
+    ran = [r for r in results if r.status == "ok"]
     try:
         plt = pyplot()
     except ImportError:
         return paths
-    batch = max(r.batch for r in results)
-    chosen = [r for r in results if r.batch == batch]
+    if not ran:
+        return paths
+    batch, threads = max(r.batch for r in ran), ran[0].threads
+    chosen = [r for r in ran if r.batch == batch and r.threads == threads]
     use_accuracy = all(r.accuracy is not None for r in chosen)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r in chosen:
         y = r.accuracy if use_accuracy else r.gmacs
-        ax.scatter(r.images_per_s, y, marker="o" if r.backend == "torch" else "s")
-        ax.annotate(f"{r.model}{'' if r.backend == 'torch' else ' (ort)'}", (r.images_per_s, y), fontsize=8,
+        plain = r.runtime == "eager" and r.precision == "fp32"
+        ax.scatter(r.images_per_s, y, marker="o" if plain else "s")
+        ax.annotate(r.model if plain else f"{r.model} ({r.runtime} {r.precision})", (r.images_per_s, y), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(f"images/s (batch {batch}, {chosen[0].threads} threads)")
+    ax.set_xlabel(f"images/s (batch {batch}, {threads} threads)")
     ax.set_ylabel("top-1 accuracy (%)" if use_accuracy else "GMACs")
     ax.grid(alpha=0.3)
     return [*paths, save_figure(fig, out_dir / f"{stem}.png", dpi=120)]
 
 
 def format_table(results: Sequence[BenchResult]) -> str:
-    lines = [f"{'model':<24}{'backend':<12}{'batch':>6}{'params M':>10}{'GMACs':>8}{'img/s':>9}"
-             f"{'lat ms (min-max)':>24}{'peak MB':>9}"]
+    """One line per row; n/a rows give their reason; notes (what ran) follow the table, once per runner."""
+    lines = [f"{'model':<20}{'runtime':<12}{'prec':<6}{'thr':>4}{'batch':>6}{'params M':>9}{'GMACs':>7}{'img/s':>9}"
+             f"{'lat ms (min-max)':>24}{'GFLOP/s':>9}{'rel err':>9}{'top-1 =':>8}{'peak MB':>8}"]
+    notes = {}
     for r in results:
+        head = (f"{r.model:<20}{r.runtime:<12}{r.precision:<6}{r.threads:>4}{r.batch:>6}{r.params_m:>9.2f}"
+                f"{r.gmacs:>7.3f}")
+        if r.status != "ok":
+            lines.append(f"{head}  n/a: {r.note}")
+            continue
+        notes[(r.model, r.runtime, r.precision)] = r.note
         lat = f"{r.latency_ms_median:.2f} ({r.latency_ms_min:.2f}-{r.latency_ms_max:.2f})"
         memory = f"{r.peak_memory_mb:.0f}" if r.peak_memory_mb is not None else "-"
-        lines.append(f"{r.model:<24}{r.backend:<12}{r.batch:>6}{r.params_m:>10.2f}{r.gmacs:>8.3f}"
-                     f"{r.images_per_s:>9.1f}{lat:>24}{memory:>9}")
+        lines.append(f"{head}{r.images_per_s:>9.1f}{lat:>24}{r.gflops_per_s:>9.1f}{r.max_rel_error:>9.1e}"
+                     f"{r.top1_agreement:>8.0%}{memory:>8}")
+    lines += [f"  {model} {runtime} {precision}: {note}" for (model, runtime, precision), note in notes.items()]
     return "\n".join(lines)

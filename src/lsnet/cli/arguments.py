@@ -47,6 +47,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1] (shares, agreement thresholds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
 def output_file(text: str) -> str:
     """A file path that can be written: not a folder, inside a folder that exists and is writable."""
     path = Path(text).expanduser()
@@ -105,3 +116,17 @@ def json_mapping(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"{text!r} holds a {type(value).__name__}, not an object; write it as "
                                          "{\"lsnet_t\": 74.9}")
     return value
+
+
+def comma_list(choices: tuple[str, ...]):
+    """An argparse type: a comma-separated list of `choices` ('eager,onnxruntime'), in the given order, no repeats."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(item.strip() for item in text.split(",")))
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, unknown)) or repr(text)} not among "
+                                             f"{', '.join(choices)}; pass a comma-separated list of them")
+        return items
+
+    return parse
