@@ -51,6 +51,22 @@ def test_eval_cli_fused_matches_unfused(tiny_run, tmp_path, capsys):
     assert (tmp_path / "fused" / "confusion_matrix.png").is_file()
 
 
+def test_eval_cli_deployed_paths_match_eager(tiny_run, folder_dir, tmp_path, capsys):
+    """--runtime/--precision score the model as deployed: onnxruntime fp32 gives eager's loss; int8 stays close."""
+    common = ["--checkpoint", str(tiny_run / "best.pth"), "--workers", "0", "--quiet", "--fuse"]
+    assert main(["eval", *common, "--output", str(tmp_path / "eager")]) == 0
+    assert main(["eval", *common, "--runtime", "onnxruntime", "--output", str(tmp_path / "ort")]) == 0
+    assert main(["eval", *common, "--runtime", "onnxruntime", "--precision", "int8", "--calibration",
+                 str(folder_dir), "--calibration-images", "16", "--output", str(tmp_path / "int8")]) == 0
+    assert "[onnxruntime int8]" in capsys.readouterr().out
+    eager, ort, int8 = (json.loads((tmp_path / k / "eval.json").read_text()) for k in ("eager", "ort", "int8"))
+    assert (ort["runtime"], ort["precision"], int8["precision"]) == ("onnxruntime", "fp32", "int8")
+    assert ort["confusion_matrix"] == eager["confusion_matrix"] and abs(ort["loss"] - eager["loss"]) < 1e-4
+    assert int8["num_images"] == 12 and abs(int8["loss"] - eager["loss"]) < 0.05 * max(1.0, eager["loss"])
+    assert main(["eval", *common, "--precision", "int8", "--runtime", "onnxruntime"]) == 1
+    assert "--precision int8 needs --calibration DATA" in capsys.readouterr().err
+
+
 def test_train_and_eval_on_tiny_fashion_mnist(fmnist_dir, tmp_path, capsys):
     flags = ["--dataset", "fashion-mnist", "--data-dir", str(fmnist_dir), "--output", str(tmp_path),
              "--experiment", "fm", "--epochs", "1", *TINY_FLAGS, "--train-subset", "48"]

@@ -5,6 +5,7 @@ segmenter (the task comes from the checkpoint).
     lsnet eval --checkpoint runs/<run>/best.pth                 # data and model settings come from the run
     lsnet eval --checkpoint runs/<run>/best.safetensors --fuse  # the deployed (reparameterized) model
     lsnet eval --checkpoint runs/<run>/best.pth --split val     # the run's validation images (held out with its seed)
+    lsnet eval --checkpoint runs/<run>/best.pth --runtime onnxruntime --precision int8 --calibration fashion-mnist
     lsnet eval --checkpoint weights.pth --model lsnet_t --dataset folder --data-dir ~/imagenet --split val
     lsnet eval --task detection --checkpoint runs/<detection run>/best.pth --data-dir ~/coco --split val
     lsnet eval --checkpoint runs/<semantic run>/best.pth --data-dir ~/ADEChallengeData2016 --split val
@@ -22,8 +23,11 @@ INFERENCE_FLAGS = ("test_mode", "short_side", "test_flip", "test_scales")  # sem
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from lsnet.deploy.runtimes import PRECISIONS, RUNTIMES
     from lsnet.train.config import TEST_MODES, optional_int
     from lsnet.train.tasks import TASKS
+
+    from .arguments import positive_int
 
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,6 +60,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--fuse", action="store_true", help="fold BN and re-parameterized branches first "
                            "(timm.utils.reparameterize_model)")
+    deploy = parser.add_argument_group("deployed model (classification; `lsnet.deploy.build_runner`, fused, CPU)")
+    deploy.add_argument("--runtime", choices=RUNTIMES, default="eager")
+    deploy.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    deploy.add_argument("--calibration", metavar="DATA",
+                        help="int8: calibration data, e.g. fashion-mnist (its training split, without the run's "
+                             "held-out images)")
+    deploy.add_argument("--calibration-images", type=positive_int, default=256)
     run_group.add_argument("--batch-size", type=int, help="default: 256 (classification), 2 (detection, semantic)")
     run_group.add_argument("--workers", type=int, default=2)
     run_group.add_argument("--device", default="auto")
@@ -80,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers, subset=args.subset, fuse=args.fuse, device=args.device,
         amp=args.amp, use_ema=args.ema, download=args.download, strict=args.strict, output=args.output,
         progress=not args.quiet, inference={name: getattr(args, name) for name in INFERENCE_FLAGS
-                                            if hasattr(args, name)})
+                                            if hasattr(args, name)},
+        runtime=args.runtime, precision=args.precision, calibration=args.calibration,
+        calibration_images=args.calibration_images)
     extra = result.extra
-    fused = " (fused)" if args.fuse else ""
+    fused = " (fused)" if extra.get("fused") else ""
+    if (args.runtime, args.precision) != ("eager", "fp32"):
+        fused += f" [{args.runtime} {args.precision}]"
     print(f"{extra['model']}{fused} on {extra['dataset']} {extra['split']} split ({extra['split_source']}): "
           f"{extra['split']} {result.summary()}")
     if isinstance(result, EvalResult):

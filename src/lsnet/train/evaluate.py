@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,36 @@ def evaluate(model: nn.Module, loader, *, num_classes: int, device: torch.device
     )
 
 
+class _RunnerModule(nn.Module):
+    """A deploy runner (`lsnet.deploy.Runner`) as a module, so `evaluate` scores it like any model."""
+
+    def __init__(self, runner: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.runner(x.cpu())
+
+
+def _deployed(net: nn.Module, runtime: str, precision: str, input_size: tuple[int, int, int], config: dict[str, Any],
+              calibration: str | None, num_calibration: int, channels_last: bool) -> nn.Module:
+    """`net` fused and run through `build_runner` (ONNX files in a temporary folder, kept while the module lives)."""
+    import tempfile
+
+    from ..deploy import build_runner, fuse
+    from ..deploy.quantize import calibration_images
+
+    images = None
+    if precision == "int8":
+        images, _ = calibration_images(calibration, "train", num_calibration, input_size, run_config=config)
+    workdir = tempfile.TemporaryDirectory(prefix="lsnet-eval-")
+    runner = build_runner(fuse(net.cpu()), runtime, precision, input_size, threads=torch.get_num_threads(),
+                          workdir=workdir.name, channels_last=channels_last, calibration=images)
+    module = _RunnerModule(runner)
+    module._workdir = workdir  # removed with the module
+    return module
+
+
 def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, model: str | None = None,
                         dataset: str | None = None,
                         data_dir: str | None = None, split: str | None = None, img_size: int | None = None,
@@ -142,7 +173,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
                         workers: int = 2, subset: int | None = None, fuse: bool = False, device: str = "auto",
                         amp: bool | None = None, use_ema: bool | None = None, download: bool = False,
                         strict: bool = False, output: str | Path | None = None, progress: bool = False,
-                        inference: dict[str, Any] | None = None):
+                        inference: dict[str, Any] | None = None, runtime: str = "eager", precision: str = "fp32",
+                        calibration: str | None = None, calibration_images: int = 256):
     """Evaluate a checkpoint; settings not given come from the config stored in it (checkpoints of `lsnet train`).
 
     task: 'classification' (returns an EvalResult) or another task of `lsnet.train.tasks` (its own result); default:
@@ -156,6 +188,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     fuse: evaluate the deployed model (timm.utils.reparameterize_model folds Conv-BN, BN-Linear and RepVGG branches).
     use_ema: evaluate the EMA weights (default: when the run used EMA).
     output: folder for eval.json and confusion_matrix.png.
+    runtime, precision: classification only: score the model as deployed by `lsnet.deploy.build_runner` (fused;
+        e.g. 'onnxruntime' + 'int8', calibrated on `calibration_images` images of the `calibration` data's training
+        split without the run's held-out images, `lsnet.deploy.quantize.calibration_images`), on the CPU.
     inference: semantic checkpoints: TrainConfig inference settings replacing the run's (test_mode, short_side,
         test_flip, test_scales, ...).
     """
@@ -177,6 +212,12 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in inference)
         raise ConfigError(f"{flags}: inference settings of semantic-segmentation checkpoints; {str(checkpoint)!r} "
                           f"holds a {task} run, so drop them")
+    deployed = (runtime, precision) != ("eager", "fp32")
+    if deployed and task != "classification":
+        raise ConfigError(f"--runtime/--precision score classifiers; {str(checkpoint)!r} holds a {task} run")
+    if precision == "int8" and not calibration:
+        raise ConfigError("--precision int8 needs --calibration DATA (e.g. fashion-mnist): int8 ranges are "
+                          "calibrated on training images")
     if task != "classification":
         from .tasks import get_task
 
@@ -211,6 +252,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     net = net.to(torch_device).eval()
     if fuse:
         net = reparameterize_model(net)
+    if deployed:
+        net = _deployed(net, runtime, precision, (in_chans, img_size, img_size), config, calibration,
+                        calibration_images, bool(config.get("channels_last")))
     mean = channel_stats(config.get("mean") or info.mean, in_chans)
     std = channel_stats(config.get("std") or info.std, in_chans)
     transform = create_transform(img_size, False, mean=mean, std=std,
@@ -229,7 +273,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
     amp_dtype = getattr(torch, config.get("amp_dtype", "bfloat16")) if amp else None
     result = evaluate(net, loader, num_classes=num_classes, device=torch_device, classes=info.classes,
                       amp_dtype=amp_dtype, progress=progress)
-    result.extra.update(checkpoint=str(checkpoint), model=model_name, fused=fuse, ema=use_ema, dataset=dataset,
+    result.extra.update(checkpoint=str(checkpoint), model=model_name, fused=fuse or deployed, ema=use_ema,
+                        runtime=runtime, precision=precision, dataset=dataset,
                         split=split, split_source=data.describe() if isinstance(data, HeldOut) else splits["split"],
                         img_size=img_size)
     if output is not None:
