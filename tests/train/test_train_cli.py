@@ -67,6 +67,15 @@ def test_eval_cli_deployed_paths_match_eager(tiny_run, folder_dir, tmp_path, cap
     assert "--precision int8 needs --calibration DATA" in capsys.readouterr().err
 
 
+def test_eval_deployed_paths_refuse_dense_checkpoints(tmp_path, capsys):
+    import torch
+
+    checkpoint = tmp_path / "semantic.pth"
+    torch.save({"model": {}, "config": {"task": "semantic", "model": "semantic_fpn"}}, checkpoint)
+    assert main(["eval", "--checkpoint", str(checkpoint), "--runtime", "onnxruntime", "--quiet"]) == 1
+    assert "--runtime/--precision score classifiers" in capsys.readouterr().err
+
+
 def test_train_and_eval_on_tiny_fashion_mnist(fmnist_dir, tmp_path, capsys):
     flags = ["--dataset", "fashion-mnist", "--data-dir", str(fmnist_dir), "--output", str(tmp_path),
              "--experiment", "fm", "--epochs", "1", *TINY_FLAGS, "--train-subset", "48"]
