@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     results = benchmark_models(
         args.models, batches=args.batch, threads=args.threads, img_size=224, fuse=True, channels_last=True,
         rounds=args.rounds, runtimes=args.runtime.split(","), precisions=args.precision.split(","),
-        calibration=args.calibration, measure_memory=False, workdir=Path("/tmp") / "lsnet-latency-onnx",
+        calibration=args.calibration, measure_memory=False, workdir=Path(tempfile.gettempdir()) / "lsnet-latency-onnx",
         progress=lambda message: print(f"  {message}", flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
