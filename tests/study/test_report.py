@@ -52,9 +52,11 @@ def test_welch_against_hand_formula():
     va, vb = statistics.variance(a) / 3, statistics.variance(b) / 3
     t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)  # Welch-Satterthwaite
-    diff, got_t, got_p = welch(a, b)
+    diff, got_t, got_p, low, high = welch(a, b)
     assert diff == pytest.approx(statistics.mean(a) - statistics.mean(b))
     assert got_t == pytest.approx(t) and got_p == pytest.approx(2 * stats.t.sf(abs(t), df))
+    half_width = stats.t.ppf(0.975, df) * math.sqrt(va + vb)  # 95% interval of the difference
+    assert (low, high) == pytest.approx((diff - half_width, diff + half_width))
     assert all(math.isnan(v) for v in welch(a, b[:2])[1:])  # fewer than 3 values: no test
 
 
@@ -71,6 +73,7 @@ def test_arm_summaries(fake_study):
         assert arm.epochs[0] == 2
     assert ls.reference is None and ls.t is None  # the reference arm
     assert dw.reference == "ls-n500" and dw.t < 0 and dw.p < 0.05
+    assert dw.ci[0] < dw.diff < dw.ci[1] < 0  # p < 0.05: the 95% interval excludes 0
     assert wo.reference == "dw-n500" and math.isnan(wo.t) and wo.diff == pytest.approx(89.2 - 87.133333, abs=1e-5)
     plain = timm.create_model("lsnet_test", in_chans=1, num_classes=10, img_size=32)
     assert ls.params == sum(p.numel() for p in plain.parameters()) > dw.params

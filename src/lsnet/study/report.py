@@ -9,7 +9,8 @@ test top-1 the engine scored once with best.pth (eval.json), epochs, CPU and wal
 the runner; the engine's own per-epoch training seconds are in cells.csv too). Per arm: params and GMACs of the
 architecture (lsnet.analysis.flops at the training input size).
 Welch's t-test (unequal variances, scipy.stats.ttest_ind) compares each arm's per-seed test top-1 with the
-reference variant's on the same subset, when both have at least 3 finished seeds.
+reference variant's on the same subset, when both have at least 3 finished seeds, and gives the 95% confidence
+interval of the difference (an interval that holds both 0 and a paper's effect size means "inconclusive").
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import yaml
@@ -32,7 +33,7 @@ from .spec import Cell, Study
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["ArmSummary", "CellResult", "archive_study", "collect", "mean_std", "summarize", "welch",
+__all__ = ["ArmSummary", "CellResult", "WelchResult", "archive_study", "collect", "mean_std", "summarize", "welch",
            "write_report"]
 
 MIN_SEEDS_FOR_TEST = 3
@@ -73,6 +74,7 @@ class ArmSummary:
     diff: float | None = None  # mean test top-1 minus the reference's
     t: float | None = None
     p: float | None = None
+    ci: tuple[float, float] | None = None  # 95% confidence interval of diff
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,18 +87,28 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     return float(data.mean()), float(data.std(ddof=1)) if len(data) > 1 else math.nan
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), t, two-sided p) of Welch's unequal-variance t-test; nan t/p with fewer than 3 values
-    per side."""
+class WelchResult(NamedTuple):
+    diff: float  # mean(a) - mean(b)
+    t: float
+    p: float  # two-sided
+    ci_low: float  # 95% confidence interval of the difference (Welch-Satterthwaite degrees of freedom)
+    ci_high: float
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> WelchResult:
+    """Welch's unequal-variance t-test of a against b, with the 95% confidence interval of the difference of the
+    means; nan t/p/interval with fewer than 3 values per side."""
     diff = float(np.mean(a) - np.mean(b)) if len(a) and len(b) else math.nan
     if min(len(a), len(b)) < MIN_SEEDS_FOR_TEST:
-        return diff, math.nan, math.nan
+        return WelchResult(diff, math.nan, math.nan, math.nan, math.nan)
     try:
         from scipy import stats
     except ImportError as err:
         raise ImportError("the study report's t-tests need scipy: pip install 'lsnet[study]'") from err
     result = stats.ttest_ind(np.asarray(a, float), np.asarray(b, float), equal_var=False)
-    return diff, float(result.statistic), float(result.pvalue)
+    interval = result.confidence_interval(0.95)
+    return WelchResult(diff, float(result.statistic), float(result.pvalue), float(interval.low),
+                       float(interval.high))
 
 
 # ------------------------------------------------------------------------------------------------------ reading
@@ -166,8 +178,8 @@ def summarize(study: Study, results: Sequence[CellResult], costs: bool = True) -
         if ref_arm not in by_arm:
             continue
         summary.reference = ref_arm
-        summary.diff, summary.t, summary.p = welch([r.test_top1 for r in by_arm[summary.arm]],
-                                                   [r.test_top1 for r in by_arm[ref_arm]])
+        test = welch([r.test_top1 for r in by_arm[summary.arm]], [r.test_top1 for r in by_arm[ref_arm]])
+        summary.diff, summary.t, summary.p, summary.ci = test.diff, test.t, test.p, (test.ci_low, test.ci_high)
     return arms
 
 
@@ -241,7 +253,7 @@ def erf_summaries(study: Study, results: Sequence[CellResult]) -> list[dict[str,
             values = [c[key] for c in cells]
             row[key] = mean_std(values)
             if ref in per_arm:
-                row[f"{key} p"] = welch(values, [c[key] for c in per_arm[ref]])[2]
+                row[f"{key} p"] = welch(values, [c[key] for c in per_arm[ref]]).p
         length = min(len(c["radial_profile"]) for c in cells)  # the ERF centre, so the ring count, varies by seed
         row["radial_profile"] = np.mean([c["radial_profile"][:length] for c in cells], axis=0).tolist()
         rows.append(row)
@@ -261,15 +273,16 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def markdown_table(study: Study, arms: Sequence[ArmSummary]) -> str:
-    head = ["arm", "model", "train images", "seeds", "val top-1 %", "test top-1 %", "Δ test vs ref", "Welch t",
-            "p", "params M", "GMACs", "CPU-s / cell", "epochs"]
+    head = ["arm", "model", "train images", "seeds", "val top-1 %", "test top-1 %", "Δ test vs ref",
+            "95% CI of Δ", "Welch t", "p", "params M", "GMACs", "CPU-s / cell", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for a in arms:
         ref = "(reference)" if study.reference_of(study.variant(a.variant)) is None else a.reference or "–"
         diff = f"{a.diff:+.2f} ({ref})" if a.diff is not None else ref
+        ci = "–" if a.ci is None or math.isnan(a.ci[0]) else f"[{a.ci[0]:+.2f}, {a.ci[1]:+.2f}]"
         lines.append("| " + " | ".join([
             a.arm, a.model, str(a.subset) if a.subset is not None else "all", str(len(a.seeds)), _pm(a.val),
-            _pm(a.test), diff, _num(a.t, ".2f"), _num(a.p, ".3g"),
+            _pm(a.test), diff, ci, _num(a.t, ".2f"), _num(a.p, ".3g"),
             _num(a.params / 1e6 if a.params is not None else None, ".3f"), _num(a.gmacs, ".4f"),
             _pm(a.cpu_seconds, 0), _pm(a.epochs, 0)]) + " |")
     return "\n".join(lines) + "\n"
@@ -303,7 +316,8 @@ def _arm_row(a: ArmSummary) -> dict[str, Any]:
     return dict(arm=a.arm, variant=a.variant, model=a.model, train_subset=a.subset if a.subset is not None else "all",
                 seeds=" ".join(map(str, a.seeds)), n=len(a.seeds), val_top1_mean=a.val[0], val_top1_std=a.val[1],
                 test_top1_mean=a.test[0], test_top1_std=a.test[1], reference=a.reference or "",
-                diff_vs_reference=a.diff,
+                diff_vs_reference=a.diff, diff_ci95_low=a.ci[0] if a.ci else None,
+                diff_ci95_high=a.ci[1] if a.ci else None,
                 welch_t=a.t, welch_p=a.p, params=a.params, gmacs=a.gmacs, cpu_seconds_mean=a.cpu_seconds[0],
                 cpu_seconds_std=a.cpu_seconds[1], wall_seconds_mean=a.wall_seconds[0], epochs_mean=a.epochs[0])
 
@@ -383,8 +397,8 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
         f"Study file `{study.path}`; {len(results)} of {expected} cells finished. Budget: {study.budget_text()} "
         f"(every arm alike); seeds {', '.join(map(str, study.seeds))}. Selection: best.pth is the epoch with the "
         "best validation top-1 (held-out training images); the test split is scored once per cell with it. "
-        f"Welch's t-test on per-seed test top-1 against the reference arm ({study.reference}, or the arm a variant "
-        f"names in compare_to) where both arms have "
+        f"Welch's t-test (and the 95% confidence interval of the difference) on per-seed test top-1 against the "
+        f"reference arm ({study.reference}, or the arm a variant names in compare_to) where both arms have "
         f">= {MIN_SEEDS_FOR_TEST} seeds. Compute spent: {total_cpu / 3600:.2f} CPU-hours (process user + system "
         "time of the training processes, all cells).", "", markdown_table(study, arms)]
     if erf_rows:
