@@ -214,7 +214,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, task: str | None = None, mode
                           f"holds a {task} run, so drop them")
     deployed = (runtime, precision) != ("eager", "fp32")
     if deployed and task != "classification":
-        raise ConfigError(f"--runtime/--precision score classifiers; {str(checkpoint)!r} holds a {task} run")
+        raise ConfigError(f"--runtime/--precision score classifiers; {str(checkpoint)!r} holds a {task} run, so "
+                          "drop them to score it in eager fp32")
     if precision == "int8" and not calibration:
         raise ConfigError("--precision int8 needs --calibration DATA (e.g. fashion-mnist): int8 ranges are "
                           "calibrated on training images")
