@@ -100,6 +100,22 @@ def _erf_metrics(r50: float) -> dict:
             "r90": 2 * r50, "gaussian_r2": 0.9, "monotonicity": 1.0, "sigma": r50, "radial_profile": [1.0, 0.5]}
 
 
+def _fake_compute_erfs(calls: list):
+    """A stand-in for lsnet.analysis.erf.compute_erfs: r50 2 (arm 'ls') or 1 (others) x img_size / 32."""
+
+    def fake_compute_erfs(specs, *args, img_size=None, **kwargs):
+        (spec,) = specs
+        calls.append(spec.label)
+        size = img_size or 32
+        r50 = (2.0 if spec.label.startswith("ls") else 1.0) * size / 32
+        return [type("Found", (), dict(stage="s32", stride=32, img_size=size, metrics={
+            "area_ratio": {"0.5": {"ratio": r50 / 10}}, "area_ratio_raw": {"0.5": {"ratio": r50 / 20}},
+            "radial": {"r50": r50, "r90": 2 * r50, "gaussian_r2": 0.9, "monotonicity": 1.0, "sigma": r50},
+            "radial_profile": {"value": [1.0, 0.5]}}))()]
+
+    return fake_compute_erfs
+
+
 @pytest.fixture
 def erf_study(write_study, tmp_path):
     """Two arms x 3 seeds with finished cells and a best.pth stand-in each; ERFs measured by a counting fake."""
@@ -123,32 +139,22 @@ def test_erf_cached_by_checkpoint_and_archived_without_it(erf_study, tmp_path, m
     from lsnet.study.report import erf_summaries
 
     calls = []
-
-    def fake_compute_erfs(specs, *args, **kwargs):
-        (spec,) = specs
-        calls.append(spec.label)
-        r50 = 2.0 if spec.label.startswith("ls") else 1.0
-        return [type("Found", (), dict(stage="s32", stride=32, img_size=32, metrics={
-            "area_ratio": {"0.5": {"ratio": r50 / 10}}, "area_ratio_raw": {"0.5": {"ratio": r50 / 20}},
-            "radial": {"r50": r50, "r90": 2 * r50, "gaussian_r2": 0.9, "monotonicity": 1.0, "sigma": r50},
-            "radial_profile": {"value": [1.0, 0.5]}}))()]
-
-    monkeypatch.setattr(erf_module, "compute_erfs", fake_compute_erfs)
+    monkeypatch.setattr(erf_module, "compute_erfs", _fake_compute_erfs(calls))
     path, study = erf_study
-    rows = {row["arm"]: row for row in erf_summaries(study, collect(study))}
+    rows = {row["arm"]: row for row in erf_summaries(study, study.erfs[0], collect(study))}
     assert len(calls) == 6 and rows["ls-n500"]["r50"] == (2.0, 0.0) and rows["dw-n500"]["r50"] == (1.0, 0.0)
-    erf_summaries(study, collect(study))
+    erf_summaries(study, study.erfs[0], collect(study))
     assert len(calls) == 6  # cached in each cell's erf.json
     changed = study.cell_dir(study.cells()[0])
     (changed / "best.pth").write_bytes(b"retrained")
-    erf_summaries(study, collect(study))
+    erf_summaries(study, study.erfs[0], collect(study))
     assert calls[6:] == [study.cells()[0].id]  # a new checkpoint is measured again
 
     folders = archive_study(study, tmp_path / "archive")
     assert len(folders) == 6 and len(calls) == 7
     assert sorted(p.name for p in folders[0].iterdir()) == ["cell.json", "config.yaml", "erf.json", "eval.json"]
     archived = load_study(path, runs_dir=tmp_path / "archive")
-    same = [json.dumps(erf_summaries(s, collect(s)), sort_keys=True) for s in (archived, study)]  # NaN-safe equality
+    same = [json.dumps(erf_summaries(s, s.erfs[0], collect(s)), sort_keys=True) for s in (archived, study)]  # NaN-safe equality
     assert same[0] == same[1] and '"r50": [2.0, 0.0]' in same[0]
     assert len(calls) == 7  # the archive answers from erf.json, with no checkpoint
     assert write_report(archived, plots=False)["markdown"].read_text().count("| ls-n500 |") == 2  # accuracy + ERF
@@ -161,5 +167,35 @@ def test_archived_erf_with_other_settings_is_not_used(erf_study, tmp_path):
     for cell in study.cells():
         run_dir = study.cell_dir(cell)
         (run_dir / "best.pth").unlink()
-        (run_dir / "erf.json").write_text(json.dumps({"settings": {"stage": "s16"}, "metrics": _erf_metrics(3.0)}))
-    assert erf_summaries(study, collect(study)) == []
+        (run_dir / "erf.json").write_text(json.dumps({"analyses": [{"settings": {"stage": "s16"},
+                                                                     "metrics": _erf_metrics(3.0)}]}))
+    assert erf_summaries(study, study.erfs[0], collect(study)) == []
+
+
+def test_erf_blocks_measured_once_each_and_cached_together(erf_study, tmp_path, monkeypatch):
+    import lsnet.analysis.erf as erf_module
+    from lsnet.study.report import erf_summaries
+
+    calls = []
+    monkeypatch.setattr(erf_module, "compute_erfs", _fake_compute_erfs(calls))
+    path, _ = erf_study
+    data = yaml.safe_load(path.read_text())
+    data["analysis"]["erf"] = [data["analysis"]["erf"], dict(data["analysis"]["erf"], img_size=128)]
+    path.write_text(yaml.safe_dump(data))
+    study = load_study(path, runs_dir=tmp_path / "runs")
+    first = erf_summaries(study, study.erfs[0], collect(study))
+    assert len(calls) == 6
+    second = erf_summaries(study, study.erfs[1], collect(study))
+    assert len(calls) == 12  # the new block is measured; the first block's numbers stay in erf.json
+    rows = {row["arm"]: row for row in second}
+    assert rows["ls-n500"]["r50"] == (8.0, 0.0) and rows["ls-n500"]["img_size"] == 128
+    assert {row["arm"]: row["r50"] for row in first} == {"ls-n500": (2.0, 0.0), "dw-n500": (1.0, 0.0)}
+    cache = json.loads((study.cell_dir(study.cells()[0]) / "erf.json").read_text())
+    assert [a["settings"]["img_size"] for a in cache["analyses"]] == [None, 128]
+    paths = write_report(study, plots=False)
+    assert len(calls) == 12
+    text = paths["markdown"].read_text()
+    assert text.count("| ls-n500 |") == 3 and "at the training size" in text and "at 128 px" in text
+    with open(paths["erf_csv"]) as f:
+        assert [(row["analysis"], row["arm"], row["r50"]) for row in csv.DictReader(f)] == [
+            ("1", "ls-n500", "2.0"), ("1", "dw-n500", "1.0"), ("2", "ls-n500", "8.0"), ("2", "dw-n500", "4.0")]

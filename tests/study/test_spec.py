@@ -73,6 +73,9 @@ def test_budget_per_subset(write_study, tmp_path):
     ({"variants": [{"label": "a", "model": "lsnet_test", "compare_to": "a"}]},
      r"variant 'a': compare_to 'a' must be another variant's label"),
     ({"analysis": {"erf": {"variants": ["nope"]}}}, r"analysis.erf: variants must list labels"),
+    ({"analysis": {"erf": [{"variants": ["ls"]}, {"variants": ["dw"], "stage": "s16"}, {"variants": ["nope"]}]}},
+     r"analysis.erf\[2\]: variants must list labels"),
+    ({"analysis": {"erf": [{"variants": ["ls"]}, {"variants": ["ls"]}]}}, r"analysis.erf: two blocks have the same"),
     ({"analysis": {"erff": {}}}, r"analysis: unknown key 'erff'"),
     ({"base": {"preset": "no_such_preset"}}, r"base.preset: config 'no_such_preset' not found"),
 ])

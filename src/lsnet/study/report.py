@@ -21,7 +21,7 @@ import logging
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from .runner import EVAL, METRICS, read_cell_record
-from .spec import Cell, Study
+from .spec import Cell, ErfAnalysis, Study
 
 _logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def summarize(study: Study, results: Sequence[CellResult], costs: bool = True) -
 
 
 # -------------------------------------------------------------------------------------------------------- ERF
-ERF_FILE = "erf.json"  # in the cell's run folder: the ERF settings, best.pth's sha256 and the numbers
+ERF_FILE = "erf.json"  # in the cell's run folder: best.pth's sha256 and, per ERF block, its settings and numbers
 ARCHIVED_FILES = ("cell.yaml", "cell.json", "config.yaml", EVAL, METRICS, ERF_FILE)
 
 
@@ -196,27 +196,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _erf_cell(study: Study, result: CellResult) -> dict[str, float] | None:
-    """ERF numbers of one trained cell's best.pth, cached in the cell's erf.json.
-
-    The cache holds the study's ERF settings and the checkpoint's sha256; it is recomputed when either changed. An
-    archived cell (`archive_study`: no best.pth) answers from its erf.json when the settings match, else None.
-    """
-    from dataclasses import asdict
-
-    settings = dict(asdict(study.erf))
+def _erf_settings(erf: ErfAnalysis) -> dict[str, Any]:
+    settings = dict(asdict(erf))
     settings["variants"], settings["thresholds"] = list(settings["variants"]), list(settings["thresholds"])
-    best, cache = result.run_dir / "best.pth", result.run_dir / ERF_FILE
+    return settings
+
+
+def _erf_cell(erf: ErfAnalysis, result: CellResult) -> dict[str, float] | None:
+    """ERF numbers of one trained cell's best.pth under one ERF block, cached in the cell's erf.json.
+
+    erf.json holds best.pth's sha256 and a list of {settings, metrics}, one per block measured; a block is measured
+    again when best.pth changed. An archived cell (`archive_study`: no best.pth) answers from its erf.json when it
+    holds the block's settings, else None.
+    """
+    settings, best, cache = _erf_settings(erf), result.run_dir / "best.pth", result.run_dir / ERF_FILE
     stored = json.loads(cache.read_text()) if cache.is_file() else {}
+    analyses = stored.get("analyses", [])
+    found_metrics = next((a["metrics"] for a in analyses if a["settings"] == settings), None)
     if not best.is_file():
-        return stored["metrics"] if stored.get("settings") == settings else None
+        return found_metrics
     checkpoint_sha256 = _sha256(best)
-    if stored.get("settings") == settings and stored.get("checkpoint_sha256") == checkpoint_sha256:
-        return stored["metrics"]
+    if stored.get("checkpoint_sha256") != checkpoint_sha256:
+        analyses, found_metrics = [], None
+    if found_metrics is not None:
+        return found_metrics
     from ..analysis.erf import compute_erfs
     from ..analysis.models import ModelSpec
 
-    erf = study.erf
     (found,) = compute_erfs([ModelSpec(result.config["model"], label=result.cell.id, checkpoint=str(best))],
                             erf.images, erf.num_images, stage=erf.stage, img_size=erf.img_size,
                             batch_size=erf.batch_size, mode=erf.mode, thresholds=erf.thresholds,
@@ -227,18 +233,18 @@ def _erf_cell(study: Study, result: CellResult) -> dict[str, float] | None:
                **{f"raw A{t}": m["area_ratio_raw"][str(float(t))]["ratio"] for t in erf.thresholds},
                **{k: m["radial"][k] for k in ("r50", "r90", "gaussian_r2", "monotonicity", "sigma")},
                "radial_profile": m["radial_profile"]["value"]}
-    cache.write_text(json.dumps({"settings": settings, "checkpoint_sha256": checkpoint_sha256, "metrics": metrics},
-                                indent=2))
+    analyses = [*analyses, {"settings": settings, "metrics": metrics}]
+    cache.write_text(json.dumps({"checkpoint_sha256": checkpoint_sha256, "analyses": analyses}, indent=2))
     return metrics
 
 
-def erf_summaries(study: Study, results: Sequence[CellResult]) -> list[dict[str, Any]]:
-    """Per ERF arm: mean +- std over seeds of each ERF number, Welch's test against the reference arm's."""
+def erf_summaries(study: Study, erf: ErfAnalysis, results: Sequence[CellResult]) -> list[dict[str, Any]]:
+    """Per arm of one ERF block: mean +- std over seeds of each ERF number, Welch's test against the reference's."""
     per_arm: dict[str, list[dict[str, Any]]] = {}
     arm_cell: dict[str, Cell] = {}
     for r in results:
-        if r.cell.variant.label in study.erf.variants:
-            metrics = _erf_cell(study, r)
+        if r.cell.variant.label in erf.variants:
+            metrics = _erf_cell(erf, r)
             if metrics is not None:
                 per_arm.setdefault(r.cell.arm, []).append(metrics)
                 arm_cell[r.cell.arm] = r.cell
@@ -330,8 +336,9 @@ def _cell_row(r: CellResult) -> dict[str, Any]:
                 train_seconds=sum(row.get("train_seconds") or 0.0 for row in r.history), run_dir=str(r.run_dir))
 
 
-def _plots(arms: Sequence[ArmSummary], results: Sequence[CellResult], erf_rows: Sequence[dict[str, Any]],
-           out: Path) -> list[Path]:
+def _plots(arms: Sequence[ArmSummary], results: Sequence[CellResult],
+           erf_rows: Sequence[Sequence[dict[str, Any]]], out: Path) -> list[Path]:
+    """Test top-1 vs params / GMACs / CPU-seconds, learning curves and, per ERF block, the radial profiles."""
     from ..analysis.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -370,13 +377,16 @@ def _plots(arms: Sequence[ArmSummary], results: Sequence[CellResult], erf_rows: 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     paths.append(save_figure(fig, out / "learning_curves.png", dpi=120))
-    if erf_rows:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for row in erf_rows:
-            ax.plot(row["radial_profile"], label=row["arm"])
-        ax.set(xlabel="radius (px)", ylabel="contribution (peak 1), mean over seeds", title="ERF radial profiles")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    erf_blocks = [rows for rows in erf_rows if rows]
+    if erf_blocks:
+        fig, axes = plt.subplots(1, len(erf_blocks), figsize=(6 * len(erf_blocks), 4), squeeze=False)
+        for ax, rows in zip(axes[0], erf_blocks):
+            for row in rows:
+                ax.plot(row["radial_profile"], label=row["arm"])
+            ax.set(xlabel="radius (px)", ylabel="contribution (peak 1), mean over seeds",
+                   title=f"ERF radial profiles, {rows[0]['img_size']} px, stage {rows[0]['stage']}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
         paths.append(save_figure(fig, out / "erf_radial_profiles.png", dpi=120))
     return paths
 
@@ -387,7 +397,7 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
     out.mkdir(parents=True, exist_ok=True)
     results = collect(study)
     arms = summarize(study, results)
-    erf_rows = erf_summaries(study, results) if study.erf is not None else []
+    erf_rows = [erf_summaries(study, erf, results) for erf in study.erfs]  # one list of arm rows per block
     total_cpu = sum(r.cpu_seconds or 0.0 for r in results)
     expected = len(study.cells())
     lines = [f"# Study {study.name}", ""]
@@ -401,21 +411,23 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
         f"reference arm ({study.reference}, or the arm a variant names in compare_to) where both arms have "
         f">= {MIN_SEEDS_FOR_TEST} seeds. Compute spent: {total_cpu / 3600:.2f} CPU-hours (process user + system "
         "time of the training processes, all cells).", "", markdown_table(study, arms)]
-    if erf_rows:
-        erf = study.erf
-        lines += ["", f"## Effective receptive fields of the trained models (best.pth; {erf.num_images} images "
-                  f"'{erf.images}', stage {erf.stage}, mode {erf.mode})", "",
-                  "A t: RepLKNet's high-contribution area ratio on log10(1+x); raw A t: on the raw map; r50/r90: radii "
-                  "(px) holding 50/90% of the contribution; gaussian_r2: R² of a Gaussian fit to the radial profile; "
-                  "p: Welch's test against the reference arm.", "", _erf_table(erf_rows)]
+    for erf, rows in zip(study.erfs, erf_rows):
+        if rows:
+            size = f"{erf.img_size} px" if erf.img_size is not None else "the training size"
+            lines += ["", f"## Effective receptive fields of the trained models (best.pth; {erf.num_images} images "
+                      f"'{erf.images}' at {size}, stage {erf.stage}, mode {erf.mode})", "",
+                      "A t: RepLKNet's high-contribution area ratio on log10(1+x); raw A t: on the raw map; r50/r90: "
+                      "radii (px) holding 50/90% of the contribution; gaussian_r2: R² of a Gaussian fit to the radial "
+                      "profile; p: Welch's test against the reference arm.", "", _erf_table(rows)]
     paths = {"markdown": out / "results.md"}
     paths["markdown"].write_text("\n".join(lines))
     paths["arms_csv"] = _write_csv(out / "arms.csv", [_arm_row(a) for a in arms])
     paths["cells_csv"] = _write_csv(out / "cells.csv", [_cell_row(r) for r in results])
-    if erf_rows:
+    if any(erf_rows):
         paths["erf_csv"] = _write_csv(out / "erf.csv", [
-            {k: (v[0] if isinstance(v, tuple) else v) for k, v in row.items() if k != "radial_profile"}
-            | {f"{k} std": v[1] for k, v in row.items() if isinstance(v, tuple)} for row in erf_rows])
+            {"analysis": i} | {k: (v[0] if isinstance(v, tuple) else v) for k, v in row.items() if k != "radial_profile"}
+            | {f"{k} std": v[1] for k, v in row.items() if isinstance(v, tuple)}
+            for i, rows in enumerate(erf_rows, 1) for row in rows])
     if plots and results:
         try:
             for path in _plots(arms, results, erf_rows, out):
@@ -432,10 +444,10 @@ def archive_study(study: Study, dest: str | Path) -> list[Path]:
     `load_study(path, runs_dir=dest)` reports the same tables from the archive alone. Returns the cell folders.
     """
     results = collect(study)
-    if study.erf is not None:
+    for erf in study.erfs:
         for r in results:
-            if r.cell.variant.label in study.erf.variants:
-                _erf_cell(study, r)
+            if r.cell.variant.label in erf.variants:
+                _erf_cell(erf, r)
     folders = []
     for r in results:
         folder = Path(dest) / study.name / r.cell.id

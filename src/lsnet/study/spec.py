@@ -12,7 +12,8 @@
       - {label: k7, model: conv2former_test, model_kwargs: {kernel_size: 7}}
       - {label: k21, model: conv2former_test, model_kwargs: {kernel_size: 21}, overrides: {drop_path: 0.1}}
       - {label: big, model: conv2former_n, compare_to: k21}    # tested against k21 instead of the reference
-    analysis: {erf: {variants: [k7, k21], images: fashion-mnist, num_images: 32}}   # optional, run by the report
+    analysis: {erf: {variants: [k7, k21], images: fashion-mnist, num_images: 32}}   # optional, run by the report;
+                                         # erf may also be a list of such blocks (e.g. one per img_size)
 
 Settings of a cell, lowest first: the preset < `quiet: true` < base.overrides < the variant's overrides < what the
 study fixes per cell (model, model_kwargs, seed, train_subset, epochs, output, experiment). Cell ids are
@@ -111,7 +112,7 @@ class Study:
     variants: tuple[Variant, ...]
     reference: str
     description: str = ""
-    erf: ErfAnalysis | None = None
+    erfs: tuple[ErfAnalysis, ...] = ()  # `analysis: erf:`, one block or a list of them
     runs_dir: Path = Path(DEFAULT_RUNS_DIR)
 
     @property
@@ -246,6 +247,16 @@ def _erf(where: str, value: Any, labels: tuple[str, ...]) -> ErfAnalysis:
     return ErfAnalysis(**value)
 
 
+def _erfs(where: str, value: Any, labels: tuple[str, ...]) -> tuple[ErfAnalysis, ...]:
+    """analysis.erf: one block or a list of blocks, no two with the same settings."""
+    blocks = value if isinstance(value, list) else [value]
+    erfs = tuple(_erf(f"{where}[{i}]" if isinstance(value, list) else where, block, labels)
+                 for i, block in enumerate(blocks))
+    if len(set(erfs)) < len(erfs):
+        raise StudyError(f"{where}: two blocks have the same settings; give each its own img_size, stage, images ...")
+    return erfs
+
+
 def _epochs(where: str, value: Any, subsets: tuple[int | None, ...]) -> dict[int | None, int]:
     """budget.epochs: one count for every subset, or a mapping {subset (or 'all'): count} covering each subset."""
     if not isinstance(value, dict):
@@ -304,11 +315,11 @@ def load_study(path: str | Path, runs_dir: str | Path = DEFAULT_RUNS_DIR) -> Stu
             raise StudyError(f"{where}: variant {v.label!r}: compare_to {v.compare_to!r} must be another variant's "
                              f"label ({', '.join(labels)})")
     analysis = _check_keys(f"{where}: analysis", data.get("analysis") or {}, ANALYSIS_KEYS)
-    erf = _erf(f"{where}: analysis.erf", analysis["erf"], labels) if "erf" in analysis else None
+    erfs = _erfs(f"{where}: analysis.erf", analysis["erf"], labels) if "erf" in analysis else ()
     study = Study(name=name, path=path, preset=preset,
                   base_overrides=_overrides(f"{where}: base.overrides", base.get("overrides")), epochs=epochs,
                   seeds=seeds, subsets=subsets, variants=variants, reference=reference,
-                  description=str(data.get("description") or "").strip(), erf=erf, runs_dir=Path(runs_dir))
+                  description=str(data.get("description") or "").strip(), erfs=erfs, runs_dir=Path(runs_dir))
     _check_settings(study)
     return study
 
