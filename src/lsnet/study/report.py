@@ -384,7 +384,7 @@ def _plots(arms: Sequence[ArmSummary], results: Sequence[CellResult],
             for row in rows:
                 ax.plot(row["radial_profile"], label=row["arm"])
             ax.set(xlabel="radius (px)", ylabel="contribution (peak 1), mean over seeds",
-                   title=f"ERF radial profiles, {rows[0]['img_size']} px, stage {rows[0]['stage']}")
+                   title=f"ERF radial profiles, {rows[0]['img_size']} px, s{rows[0]['stride']}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         paths.append(save_figure(fig, out / "erf_radial_profiles.png", dpi=120))
