@@ -154,7 +154,8 @@ def test_erf_cached_by_checkpoint_and_archived_without_it(erf_study, tmp_path, m
     assert len(folders) == 6 and len(calls) == 7
     assert sorted(p.name for p in folders[0].iterdir()) == ["cell.json", "config.yaml", "erf.json", "eval.json"]
     archived = load_study(path, runs_dir=tmp_path / "archive")
-    same = [json.dumps(erf_summaries(s, s.erfs[0], collect(s)), sort_keys=True) for s in (archived, study)]  # NaN-safe equality
+    same = [json.dumps(erf_summaries(s, s.erfs[0], collect(s)), sort_keys=True)  # NaN-safe equality
+            for s in (archived, study)]
     assert same[0] == same[1] and '"r50": [2.0, 0.0]' in same[0]
     assert len(calls) == 7  # the archive answers from erf.json, with no checkpoint
     assert write_report(archived, plots=False)["markdown"].read_text().count("| ls-n500 |") == 2  # accuracy + ERF

@@ -425,7 +425,8 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
     paths["cells_csv"] = _write_csv(out / "cells.csv", [_cell_row(r) for r in results])
     if any(erf_rows):
         paths["erf_csv"] = _write_csv(out / "erf.csv", [
-            {"analysis": i} | {k: (v[0] if isinstance(v, tuple) else v) for k, v in row.items() if k != "radial_profile"}
+            {"analysis": i}
+            | {k: (v[0] if isinstance(v, tuple) else v) for k, v in row.items() if k != "radial_profile"}
             | {f"{k} std": v[1] for k, v in row.items() if isinstance(v, tuple)}
             for i, rows in enumerate(erf_rows, 1) for row in rows])
     if plots and results:
