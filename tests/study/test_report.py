@@ -87,12 +87,31 @@ def test_report_files(fake_study):
         assert paths[key].is_file() and paths[key].stat().st_size > 0
     table = paths["markdown"].read_text()
     assert "8 of 9 cells finished" in table and "Budget: 2 epochs per cell" in table
+    assert "lower bound" not in table  # every epoch's time is recorded
     assert "| dw-n500 | lsnet_test | 500 | 3 | 87.93 ± 0.70 | 87.13 ± 1.15 | -2.73 (ls-n500) |" in table
     with open(paths["arms_csv"]) as f:
         rows = {row["arm"]: row for row in csv.DictReader(f)}
     assert float(rows["dw-n500"]["test_top1_mean"]) == pytest.approx(statistics.mean([87.1, 88.3, 86.0]))
     with open(paths["cells_csv"]) as f:
         assert len(list(csv.DictReader(f))) == 8
+
+
+def test_epochs_without_recorded_time_make_the_total_a_lower_bound(fake_study):
+    """A runner killed mid-cell records no segment: the epochs no segment covers are counted and named."""
+    def segment(start: int, end: int) -> dict:
+        return {"start_epoch": start, "end_epoch": end, "cpu_seconds": 50.0, "wall_seconds": 25.0}
+
+    records = {"ls-n500-s0": [segment(1, 2)],  # epoch 1 trained by a killed process, epoch 2 resumed and recorded
+               "ls-n500-s1": [segment(0, 1), segment(1, 2)]}  # interrupted with Ctrl-C: both segments recorded
+    for cell_id, segments in records.items():
+        (fake_study.root / cell_id / "cell.json").write_text(json.dumps({
+            "segments": segments, "cpu_seconds": 50.0 * len(segments), "wall_seconds": 25.0 * len(segments)}))
+    unrecorded = {r.cell.id: r.unrecorded_epochs for r in collect(fake_study)}
+    assert unrecorded["ls-n500-s0"] == 1 and unrecorded["ls-n500-s1"] == 0 and sum(unrecorded.values()) == 1
+    paths = write_report(fake_study)
+    assert "a lower bound: 1 epoch(s) of ls-n500-s0 ran in a process killed" in paths["markdown"].read_text()
+    with open(paths["cells_csv"]) as f:
+        assert {row["cell"]: row["unrecorded_epochs"] for row in csv.DictReader(f)}["ls-n500-s0"] == "1"
 
 
 def _erf_metrics(r50: float) -> dict:

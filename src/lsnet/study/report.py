@@ -54,6 +54,7 @@ class CellResult:
     wall_seconds: float | None
     history: list[dict[str, Any]]
     config: dict[str, Any]
+    unrecorded_epochs: int  # epochs whose process was killed before it recorded its time (not in cpu_seconds)
 
 
 @dataclass
@@ -117,6 +118,14 @@ def _read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def _unrecorded_epochs(record: dict[str, Any], epochs: int) -> int:
+    """Epochs that no segment of cell.json covers: a runner killed mid-cell (e.g. SIGKILL) records nothing."""
+    if "segments" not in record:
+        return 0
+    covered = sum(s["end_epoch"] - s["start_epoch"] for s in record["segments"])
+    return max(0, epochs - covered)
+
+
 def read_cell(study: Study, cell: Cell) -> CellResult | None:
     """The cell's numbers, or None when it has not finished (no eval.json)."""
     run_dir = study.cell_dir(cell)
@@ -132,7 +141,7 @@ def read_cell(study: Study, cell: Cell) -> CellResult | None:
                       test_top1=float(result["top1"]), test_split=str(result.get("split", "test")),
                       best_epoch=int(result.get("best_epoch") or 0), epochs=len(history),
                       cpu_seconds=record.get("cpu_seconds"), wall_seconds=record.get("wall_seconds"),
-                      history=history, config=config)
+                      history=history, config=config, unrecorded_epochs=_unrecorded_epochs(record, len(history)))
 
 
 def collect(study: Study) -> list[CellResult]:
@@ -333,6 +342,7 @@ def _cell_row(r: CellResult) -> dict[str, Any]:
                 seed=r.cell.seed, train_subset=r.cell.subset if r.cell.subset is not None else "all",
                 val_top1=r.val_top1, test_top1=r.test_top1, test_split=r.test_split, best_epoch=r.best_epoch,
                 epochs=r.epochs, cpu_seconds=r.cpu_seconds, wall_seconds=r.wall_seconds,
+                unrecorded_epochs=r.unrecorded_epochs,
                 train_seconds=sum(row.get("train_seconds") or 0.0 for row in r.history), run_dir=str(r.run_dir))
 
 
@@ -399,6 +409,10 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
     arms = summarize(study, results)
     erf_rows = [erf_summaries(study, erf, results) for erf in study.erfs]  # one list of arm rows per block
     total_cpu = sum(r.cpu_seconds or 0.0 for r in results)
+    unrecorded = [r for r in results if r.unrecorded_epochs]
+    lower_bound = (f"; a lower bound: {sum(r.unrecorded_epochs for r in unrecorded)} epoch(s) of "
+                   f"{', '.join(r.cell.id for r in unrecorded)} ran in a process killed before it recorded its "
+                   "time" if unrecorded else "")
     expected = len(study.cells())
     lines = [f"# Study {study.name}", ""]
     if study.description:
@@ -410,7 +424,7 @@ def write_report(study: Study, out_dir: str | Path | None = None, plots: bool = 
         f"Welch's t-test (and the 95% confidence interval of the difference) on per-seed test top-1 against the "
         f"reference arm ({study.reference}, or the arm a variant names in compare_to) where both arms have "
         f">= {MIN_SEEDS_FOR_TEST} seeds. Compute spent: {total_cpu / 3600:.2f} CPU-hours (process user + system "
-        "time of the training processes, all cells).", "", markdown_table(study, arms)]
+        f"time of the training processes, all cells{lower_bound}).", "", markdown_table(study, arms)]
     for erf, rows in zip(study.erfs, erf_rows):
         if rows:
             size = f"{erf.img_size} px" if erf.img_size is not None else "the training size"
